@@ -1,0 +1,3 @@
+"""ember: a microVM monitor written in Python."""
+
+__version__ = "0.1.0"
