@@ -1,0 +1,57 @@
+# ember — build, test and demo targets. `make test` and `make demo` work from a fresh clone:
+# they install what they need (Debian packages with apt-get, Python packages into .venv).
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+APT_PACKAGES := qemu-system-x86 busybox-static linux-source-6.1 bc flex bison libelf-dev \
+	libssl-dev cpio e2fsprogs curl socat
+STAMP := build/.stamps
+
+.PHONY: all deps venv guest test test-unit test-e2e lint demo bench clean
+
+all: venv
+
+$(STAMP)/apt:
+	@mkdir -p $(STAMP)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+deps: $(STAMP)/apt
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+guest: deps venv
+	$(VPY) guest/build.py
+
+test-unit: venv
+	$(VPY) -m pytest -q tests/unit
+
+test-e2e: deps venv guest
+	$(VPY) -m pytest -q -m e2e tests/e2e
+
+lint: venv
+	$(VPY) -m ruff check src tests guest
+	$(VPY) -m mypy
+
+test: deps venv guest lint
+	$(VPY) -m pytest -q tests
+
+demo: deps venv guest
+	$(VPY) -m ember.demo
+
+bench: deps venv guest
+	@echo "make bench: not available yet"; exit 1
+
+clean:
+	rm -rf build $(VENV)
