@@ -1,0 +1,111 @@
+"""Per-vCPU CPUID, derived from what the host KVM supports (KVM_GET_SUPPORTED_CPUID).
+
+Leaf meanings: Intel SDM vol. 2A "CPUID"; AMD APM vol. 3, appendix E.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ember.kvm._structs import KvmCpuidEntry2
+
+# Leaf 1
+LEAF_FEATURES = 0x1
+EBX_APIC_ID_SHIFT = 24
+EBX_CPU_COUNT_SHIFT = 16
+EBX_CLFLUSH_SHIFT = 8
+CLFLUSH_LINE_QWORDS = 8  # 64-byte cache lines
+ECX_HYPERVISOR = 1 << 31
+ECX_TSC_DEADLINE = 1 << 24
+EDX_HTT = 1 << 28
+# Leaf 4 (Intel deterministic cache parameters): EAX[31:26] cores per package - 1,
+# EAX[25:14] logical processors sharing the cache - 1.
+LEAF_CACHE_PARAMS = 0x4
+# Leaf 6 (thermal and power) and 0xA (architectural PMU): ember exposes neither.
+LEAF_THERMAL = 0x6
+LEAF_PMU = 0xA
+# Leaves 0xB and 0x1F: extended topology. ECX[15:8] level type.
+LEAF_TOPOLOGY = 0xB
+LEAF_TOPOLOGY_V2 = 0x1F
+LEVEL_TYPE_SMT = 1
+LEVEL_TYPE_CORE = 2
+# AMD: 0x80000008 ECX[7:0] = cores - 1, ECX[15:12] = APIC id size;
+# 0x8000001E EAX = extended APIC id, EBX[15:8] threads per core - 1, EBX[7:0] core id.
+LEAF_AMD_SIZES = 0x8000_0008
+LEAF_AMD_TOPOLOGY = 0x8000_001E
+
+
+@dataclass(frozen=True)
+class Topology:
+    cpu_index: int
+    cpu_count: int
+
+    @property
+    def apic_id_bits(self) -> int:
+        """Bits needed to number ``cpu_count`` APIC ids."""
+        return max(0, (self.cpu_count - 1).bit_length())
+
+
+def _copy(entry: KvmCpuidEntry2) -> KvmCpuidEntry2:
+    return KvmCpuidEntry2.from_buffer_copy(entry)
+
+
+def _leaf1(e: KvmCpuidEntry2, topo: Topology) -> None:
+    e.ebx = ((topo.cpu_index << EBX_APIC_ID_SHIFT) | (topo.cpu_count << EBX_CPU_COUNT_SHIFT)
+             | (CLFLUSH_LINE_QWORDS << EBX_CLFLUSH_SHIFT))
+    e.ecx |= ECX_HYPERVISOR
+    if topo.cpu_count > 1:
+        e.edx |= EDX_HTT
+    else:
+        e.edx &= ~EDX_HTT & 0xFFFFFFFF
+
+
+def _leaf4(e: KvmCpuidEntry2, topo: Topology) -> None:
+    e.eax &= 0x3FFF  # keep cache type/level bits, rewrite the sharing counts
+    e.eax |= (topo.cpu_count - 1) << 26
+    cache_level = (e.eax >> 5) & 0x7
+    if cache_level >= 3:
+        e.eax |= (topo.cpu_count - 1) << 14
+
+
+def _topology_leaf(e: KvmCpuidEntry2, topo: Topology) -> None:
+    e.edx = topo.cpu_index
+    if e.index == 0:
+        e.eax, e.ebx, e.ecx = 0, 1, (LEVEL_TYPE_SMT << 8)
+    elif e.index == 1:
+        e.eax, e.ebx = topo.apic_id_bits, topo.cpu_count
+        e.ecx = (LEVEL_TYPE_CORE << 8) | 1
+    else:
+        e.eax, e.ebx, e.ecx = 0, 0, e.index
+
+
+def _amd_sizes(e: KvmCpuidEntry2, topo: Topology) -> None:
+    e.ecx = (topo.apic_id_bits << 12) | (topo.cpu_count - 1)
+
+
+def _amd_topology(e: KvmCpuidEntry2, topo: Topology) -> None:
+    e.eax = topo.cpu_index
+    e.ebx = topo.cpu_index & 0xFF  # one thread per core: core id = cpu index
+    e.ecx = 0  # one node
+
+
+def vcpu_cpuid(supported: list[KvmCpuidEntry2], topo: Topology) -> list[KvmCpuidEntry2]:
+    """The CPUID entries for one vCPU: the host's supported set with ember's topology."""
+    out = []
+    for src in supported:
+        e = _copy(src)
+        fn = e.function
+        if fn == LEAF_FEATURES:
+            _leaf1(e, topo)
+        elif fn == LEAF_CACHE_PARAMS:
+            _leaf4(e, topo)
+        elif fn in (LEAF_THERMAL, LEAF_PMU):
+            e.eax = e.ebx = e.ecx = e.edx = 0
+        elif fn in (LEAF_TOPOLOGY, LEAF_TOPOLOGY_V2):
+            _topology_leaf(e, topo)
+        elif fn == LEAF_AMD_SIZES:
+            _amd_sizes(e, topo)
+        elif fn == LEAF_AMD_TOPOLOGY:
+            _amd_topology(e, topo)
+        out.append(e)
+    return out
