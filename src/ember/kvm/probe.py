@@ -8,13 +8,14 @@ and report it through port I/O; only a KVM that honours the CPUID it was given p
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import struct
 
 from ember.kvm._structs import KvmCpuidEntry2
 from ember.kvm.errors import KvmError
 from ember.kvm.exits import KVM_EXIT_IO_OUT, ExitReason
 from ember.kvm.system import KVM_DEVICE, Kvm, VcpuFd
-from ember.memory import GuestMemory
 
 # Leaf 1 (feature flags). A KVM that emulates guests may honour the hypervisor leaves it was
 # given and still answer leaf 1 from the host, so the probe rewrites leaf 1 ECX to a pattern
@@ -44,10 +45,10 @@ def kvm_boots_linux(path: str = KVM_DEVICE) -> bool:
 def _probe(path: str) -> int | None:
     kvm = Kvm(path)
     vm = kvm.create_vm()
-    mem = GuestMemory([(0, MEM_SIZE)])
+    mem = mmap.mmap(-1, MEM_SIZE)
     try:
-        vm.set_user_memory_region(0, 0, MEM_SIZE, mem.regions[0].host_addr)
-        mem.write(CODE_ADDR, PROBE_CODE)
+        vm.set_user_memory_region(0, 0, MEM_SIZE, ctypes.addressof(ctypes.c_char.from_buffer(mem)))
+        mem[CODE_ADDR:CODE_ADDR + len(PROBE_CODE)] = PROBE_CODE
         vcpu = vm.create_vcpu(0)
         try:
             vcpu.set_cpuid([_marked(e) for e in kvm.supported_cpuid()])
