@@ -1,0 +1,235 @@
+"""Build a microVM from a :class:`VmConfig` and run it.
+
+``build_vm`` does every step that can fail on bad input before any vCPU runs: it opens KVM,
+maps guest memory, loads the kernel and initrd, wires the legacy devices and configures
+each vCPU. ``Vm.start`` then launches one thread per vCPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+
+from ember.arch.x86_64 import cpuid, layout, msrs, regs
+from ember.devices.boot_timer import BootTimer
+from ember.devices.legacy.i8042 import I8042
+from ember.devices.legacy.serial import REGISTER_COUNT, Serial16550
+from ember.kvm import Kvm, KvmError, VcpuFd, VmFd
+from ember.kvm._structs import KvmCpuidEntry2
+from ember.loader import LoaderError
+from ember.memory import GuestMemory
+from ember.vmm.boot import BootPlan, load_boot_image
+from ember.vmm.bus import MmioBus, PioBus
+from ember.vmm.config import VmConfig
+from ember.vmm.console import InputPump, RawTerminal, SerialSink
+from ember.vmm.vcpu import EXIT_FAILURE, Vcpu, install_kick_handler
+
+log = logging.getLogger("ember.vmm")
+
+# The i8042 answers at 0x60 (data) and 0x64 (status/command): one 5-port window.
+I8042_WINDOW = 5
+MIB = 1 << 20
+
+
+class StartError(Exception):
+    """The microVM cannot be built or started; the message says why and what to fix."""
+
+
+class _Irq:
+    """An edge-triggered interrupt line into the in-kernel irqchip, via an irqfd."""
+
+    def __init__(self, vm: VmFd, gsi: int) -> None:
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        vm.register_irqfd(self.fd, gsi)
+
+    def __call__(self) -> None:
+        os.eventfd_write(self.fd, 1)
+
+
+class Vm:
+    """A built microVM. Thread-safe: the API, signal handlers and vCPUs may call it."""
+
+    def __init__(self, kvm: Kvm, vm_fd: VmFd, memory: GuestMemory, vcpus: list[Vcpu],
+                 serial: Serial16550, i8042: I8042, locks: dict[str, threading.Lock],
+                 serial_in: int | None, sink: SerialSink) -> None:
+        self._kvm, self._vm_fd, self.memory = kvm, vm_fd, memory
+        self.vcpus = vcpus
+        self.serial, self.i8042 = serial, i8042
+        self._locks = locks
+        self._sink = sink
+        self._serial_in = serial_in
+        self._terminal = RawTerminal(serial_in) if serial_in is not None else None
+        self._pump: InputPump | None = None
+        self._done = threading.Event()
+        self._exit_code: int | None = None
+        self._lock = threading.Lock()
+        self.state = "Not started"
+        self.start_wall = 0.0
+        self.start_cpu = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self.start_wall, self.start_cpu = time.monotonic(), time.process_time()
+        if self._serial_in is not None:
+            if self._terminal is not None:
+                self._terminal.enter()
+            self._pump = InputPump(self._serial_in, self._receive_input)
+            self._pump.start()
+        self.state = "Running"
+        for vcpu in self.vcpus:
+            vcpu.start()
+
+    def pause(self) -> None:
+        for vcpu in self.vcpus:
+            vcpu.resumed.clear()
+            vcpu.paused.set()
+            vcpu.kick()
+        self.state = "Paused"
+
+    def resume(self) -> None:
+        for vcpu in self.vcpus:
+            vcpu.paused.clear()
+            vcpu.resumed.set()
+        self.state = "Running"
+
+    def send_ctrl_alt_del(self) -> None:
+        with self._locks["i8042"]:
+            if not self.i8042.ctrl_alt_del():
+                raise StartError("the i8042 buffer is full; try SendCtrlAltDel again")
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        if not self._done.wait(timeout):
+            return None
+        return self._exit_code
+
+    def stop(self) -> None:
+        self._finish(EXIT_FAILURE if self._exit_code is None else self._exit_code, kick=True)
+        for vcpu in self.vcpus:
+            vcpu.join(2.0)
+
+    # -- internals ---------------------------------------------------------------------
+    def _finish(self, code: int, kick: bool = True) -> None:
+        with self._lock:
+            if self._exit_code is None:
+                self._exit_code = code
+            first = not self._done.is_set()
+            self._done.set()
+        if not first:
+            return
+        for vcpu in self.vcpus:
+            vcpu.stopping = True
+            vcpu.resumed.set()
+            if kick:
+                vcpu.kick()
+        if self._pump is not None:
+            self._pump.stop()
+        if self._terminal is not None:
+            self._terminal.restore()
+        self.state = "Stopped"
+
+    def on_vcpu_exit(self, code: int) -> None:
+        """A vCPU ended the VM (guest reset, shutdown, or a fatal exit)."""
+        self._finish(code)
+
+    def on_reset(self) -> None:
+        """The guest asked the i8042 to reset the CPU: the microVM ends, successfully."""
+        log.info("Vmm is stopping: guest requested a reset through the i8042")
+        threading.Thread(target=self._finish, args=(0,), daemon=True).start()
+
+    def _receive_input(self, data: bytes) -> int:
+        with self._locks["serial"]:
+            return self.serial.receive(data)
+
+    def exit_counts(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for vcpu in self.vcpus:
+            for name, n in vcpu.counters().items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        exits = self.exit_counts()
+        return {
+            "uart": dict(self.serial.counters),
+            "i8042": dict(self.i8042.counters),
+            "vcpu": {"exits_" + k: v for k, v in exits.items()}
+            | {"unhandled_pio": sum(v.unhandled_pio for v in self.vcpus),
+               "unhandled_mmio": sum(v.unhandled_mmio for v in self.vcpus)},
+            "vmm": {"serial_bytes_dropped": self._sink.dropped},
+        }
+
+
+def _configure_vcpu(fd: VcpuFd, supported: list[KvmCpuidEntry2], plan: BootPlan,
+                    count: int) -> None:
+    fd.set_cpuid(cpuid.vcpu_cpuid(supported, cpuid.Topology(fd.index, count)))
+    fd.set_msrs(msrs.boot_msrs())
+    fd.set_regs(regs.boot_regs(plan.entry))
+    fd.set_sregs(regs.boot_sregs(fd.get_sregs(), plan.gdt))
+    fd.set_fpu(regs.boot_fpu())
+    fd.set_lapic(regs.configure_lint(fd.get_lapic()))
+
+
+def _boot_logger(vm_start: list[Vm]) -> BootTimer:
+    def on_boot() -> None:
+        vm = vm_start[0]
+        wall_us = int((time.monotonic() - vm.start_wall) * 1e6)
+        cpu_us = int((time.process_time() - vm.start_cpu) * 1e6)
+        log.info("Guest-boot-time = %6d us %d ms, %6d CPU us %d CPU ms",
+                 wall_us, wall_us // 1000, cpu_us, cpu_us // 1000)
+    return BootTimer(on_boot)
+
+
+def build_vm(config: VmConfig, *, serial_in: int | None = None, serial_out: int | None = None,
+             boot_timer: bool = False) -> Vm:
+    """Build (but do not start) the microVM described by ``config``."""
+    if config.boot_source is None:
+        raise StartError("no boot source: configure the kernel with PUT /boot-source or "
+                         "'boot-source' in the config file")
+    if config.drives:
+        raise StartError("block devices are not available yet: remove the drives to boot")
+    try:
+        return _build(config, serial_in, sys.stdout.fileno() if serial_out is None else serial_out,
+                      boot_timer)
+    except (LoaderError, KvmError) as err:
+        raise StartError(str(err)) from None
+
+
+def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer: bool) -> Vm:
+    boot, machine = config.boot_source, config.machine_config
+    assert boot is not None
+    mem_size = machine.mem_size_mib * MIB
+    kvm = Kvm()
+    kvm.require_capabilities()
+    vm_fd = kvm.create_vm()
+    vm_fd.set_tss_address(layout.KVM_TSS_ADDRESS)
+    vm_fd.create_irqchip()
+    vm_fd.create_pit2()
+    memory = GuestMemory(layout.ram_regions(mem_size))
+    for slot, region in enumerate(memory.regions):
+        vm_fd.set_user_memory_region(slot, region.base, region.size, region.host_addr)
+    plan = load_boot_image(memory, mem_size, machine.vcpu_count, boot.kernel_image_path,
+                           boot.initrd_path, boot.cmdline)
+    pio, mmio = PioBus(), MmioBus()
+    locks = {"serial": threading.Lock(), "i8042": threading.Lock(), "timer": threading.Lock()}
+    sink = SerialSink(serial_out)
+    serial = Serial16550(_Irq(vm_fd, layout.SERIAL_COM1_IRQ), sink)
+    holder: list[Vm] = []
+    i8042 = I8042(_Irq(vm_fd, layout.I8042_IRQ), lambda: holder[0].on_reset())
+    pio.register(layout.SERIAL_COM1_PORT, REGISTER_COUNT, serial, locks["serial"])
+    pio.register(layout.I8042_DATA_PORT, I8042_WINDOW, i8042, locks["i8042"])
+    if boot_timer:
+        mmio.register(layout.BOOT_TIMER_START, layout.MMIO_DEVICE_WINDOW, _boot_logger(holder),
+                      locks["timer"])
+    install_kick_handler()
+    supported = kvm.supported_cpuid()
+    vcpus = []
+    for index in range(machine.vcpu_count):
+        fd = vm_fd.create_vcpu(index)
+        _configure_vcpu(fd, supported, plan, machine.vcpu_count)
+        vcpus.append(Vcpu(fd, pio, mmio, lambda code: holder[0].on_vcpu_exit(code)))
+    vm = Vm(kvm, vm_fd, memory, vcpus, serial, i8042, locks, serial_in, sink)
+    holder.append(vm)
+    return vm

@@ -1,0 +1,185 @@
+"""vCPU threads: enter the guest, decode each exit, dispatch it to the buses.
+
+This is the hot path: each port or MMIO access by the guest lands here, so the loop binds
+everything it needs to locals and does no allocation beyond the access itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import mmap
+import signal
+import threading
+from collections.abc import Callable
+
+from ember.kvm._structs import KvmRunMmio
+from ember.kvm.exits import (
+    KVM_EXIT_IO_OUT,
+    KVM_SYSTEM_EVENT_CRASH,
+    ExitReason,
+    exit_name,
+)
+from ember.kvm.system import VcpuFd
+from ember.vmm.bus import MmioBus, PioBus
+
+log = logging.getLogger("ember.vcpu")
+
+# The signal that kicks a vCPU thread out of KVM_RUN (Firecracker uses SIGRTMIN too).
+KICK_SIGNAL = signal.SIGRTMIN
+MAX_EXIT_REASON = 64
+EXIT_IO = int(ExitReason.IO)
+EXIT_MMIO = int(ExitReason.MMIO)
+EXIT_INTR = int(ExitReason.INTR)
+EXIT_HLT = int(ExitReason.HLT)
+EXIT_SHUTDOWN = int(ExitReason.SHUTDOWN)
+EXIT_SYSTEM_EVENT = int(ExitReason.SYSTEM_EVENT)
+# Exit code the VM ends with: 0 for a guest-initiated reset/shutdown, 1 for a failure.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def install_kick_handler() -> None:
+    """Give the kick signal a no-op handler so it interrupts KVM_RUN instead of killing us.
+
+    Only the main thread may install handlers; an embedding application that calls this from
+    another thread must install one itself.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(KICK_SIGNAL, lambda _sig, _frame: None)
+
+
+class Vcpu:
+    """One vCPU and its thread."""
+
+    def __init__(self, fd: VcpuFd, pio: PioBus, mmio: MmioBus,
+                 on_exit: Callable[[int], None]) -> None:
+        self.fd = fd
+        self.index = fd.index
+        self._pio = pio
+        self._mmio = mmio
+        self._on_exit = on_exit
+        self.exit_counts = [0] * MAX_EXIT_REASON
+        self.unhandled_pio = 0
+        self.unhandled_mmio = 0
+        self.stopping = False
+        self.paused = threading.Event()
+        self.resumed = threading.Event()
+        self.resumed.set()
+        self._thread = threading.Thread(target=self._main, name=f"fc_vcpu {self.index}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def kick(self) -> None:
+        """Make the vCPU leave KVM_RUN soon (immediate_exit covers the race window)."""
+        self.fd.kvm_run.immediate_exit = 1
+        ident = self._thread.ident
+        if ident is not None and self._thread.is_alive():
+            try:
+                signal.pthread_kill(ident, KICK_SIGNAL)
+            except ProcessLookupError:
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+
+    def counters(self) -> dict[str, int]:
+        return {exit_name(r): n for r, n in enumerate(self.exit_counts) if n}
+
+    def _main(self) -> None:
+        try:
+            code = self._loop()
+        except Exception:
+            log.exception("vCPU %d failed", self.index)
+            code = EXIT_FAILURE
+        if code is not None:
+            self._on_exit(code)
+
+    def _loop(self) -> int | None:
+        fd = self.fd
+        run = fd.kvm_run
+        io = run.u.io
+        mmio = run.u.mmio
+        page = fd.run_map
+        counts = self.exit_counts
+        ports = self._pio.ports
+        while True:
+            reason = fd.run()
+            counts[reason if reason < MAX_EXIT_REASON else 0] += 1
+            if reason == EXIT_IO:
+                entry = ports.get(io.port)
+                if entry is None:
+                    self._unhandled_io(page, io.direction, io.size, io.count, io.data_offset)
+                    continue
+                device, offset, lock = entry
+                size, count, off = io.size, io.count, io.data_offset
+                with lock:
+                    if io.direction == KVM_EXIT_IO_OUT:
+                        for i in range(off, off + size * count, size):
+                            device.write(offset, int.from_bytes(page[i:i + size], "little"))
+                    else:
+                        for i in range(off, off + size * count, size):
+                            page[i:i + size] = (device.read(offset) & ((1 << 8 * size) - 1)
+                                                ).to_bytes(size, "little")
+            elif reason == EXIT_MMIO:
+                self._mmio_exit(mmio)
+            elif reason == EXIT_INTR:
+                run.immediate_exit = 0
+                if self.stopping:
+                    return None
+                if self.paused.is_set():
+                    self.resumed.wait()
+            else:
+                return self._other_exit(reason)
+
+    def _unhandled_io(self, page: mmap.mmap, direction: int, size: int, count: int,
+                      off: int) -> None:
+        """Port I/O nobody owns: reads see all-ones, writes vanish; both are counted."""
+        self.unhandled_pio += 1
+        if direction != KVM_EXIT_IO_OUT:
+            page[off:off + size * count] = b"\xff" * (size * count)
+
+    def _mmio_exit(self, mmio: KvmRunMmio) -> None:
+        addr = int(mmio.phys_addr)
+        length = min(int(mmio.len), len(mmio.data))
+        found = self._mmio.find(addr, length)
+        if found is None:
+            self.unhandled_mmio += 1
+            if not mmio.is_write:
+                ctypes.memset(mmio.data, 0xFF, length)
+            return
+        device, offset, lock = found
+        with lock:
+            if mmio.is_write:
+                device.write(offset, bytes(mmio.data)[:length])
+            else:
+                data = device.read(offset, length)[:length]
+                ctypes.memmove(mmio.data, data, len(data))
+
+    def _other_exit(self, reason: int) -> int:
+        run = self.fd.kvm_run
+        if reason == EXIT_SHUTDOWN:
+            log.info("vCPU %d: guest shut down (triple fault or reset)", self.index)
+            return EXIT_OK
+        if reason == EXIT_SYSTEM_EVENT:
+            kind = run.u.system_event.type
+            if kind == KVM_SYSTEM_EVENT_CRASH:
+                log.error("vCPU %d: guest crashed", self.index)
+                return EXIT_FAILURE
+            return EXIT_OK
+        if reason == EXIT_HLT:
+            log.info("vCPU %d: halted", self.index)
+            return EXIT_OK
+        if reason == int(ExitReason.INTERNAL_ERROR):
+            internal = run.u.internal
+            log.error("vCPU %d: KVM internal error, suberror %d", self.index, internal.suberror)
+            return EXIT_FAILURE
+        if reason == int(ExitReason.FAIL_ENTRY):
+            log.error("vCPU %d: VM entry failed, hardware reason %#x", self.index,
+                      run.u.fail_entry.hardware_entry_failure_reason)
+            return EXIT_FAILURE
+        log.error("vCPU %d: unexpected exit %s", self.index, exit_name(reason))
+        return EXIT_FAILURE
