@@ -129,6 +129,8 @@ class Vm:
         if self._terminal is not None:
             self._terminal.restore()
         self.state = "Stopped"
+        exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
+        log.info("Vmm is stopping with exit code %d. vCPU exits: %s", code, exits or "none")
 
     def on_vcpu_exit(self, code: int) -> None:
         """A vCPU ended the VM (guest reset, shutdown, or a fatal exit)."""
