@@ -48,7 +48,9 @@ test: deps venv guest lint
 	$(VPY) -m pytest -q tests
 
 demo: deps venv guest
-	$(VPY) -m ember.demo
+	@echo "make demo: booting ember's microVM; on hosts whose KVM cannot boot Linux this runs"
+	@echo "inside the nested rig (an L1 VM under QEMU emulation), so expect tens of seconds."
+	$(VENV)/bin/ember-rig run -- scripts/demo.sh
 
 bench: deps venv guest
 	@echo "make bench: not available yet"; exit 1

@@ -1,0 +1,61 @@
+"""Boot the project's guest kernel for real and check what the guest itself reports."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+Results = dict[str, dict[str, object]]
+
+
+def _scenario(results: Results, name: str) -> dict[str, object]:
+    assert name in results, f"scenario {name} produced no result"
+    return results[name]
+
+
+def _nproc(result: dict[str, object]) -> int:
+    match = re.search(r"EMBER-GUEST-INIT nproc=(\d+)", str(result["stdout"]))
+    assert match, f"no init marker in the guest output:\n{str(result['stdout'])[-2000:]}\n" \
+                  f"{str(result['stderr'])[-2000:]}"
+    return int(match.group(1))
+
+
+@pytest.mark.parametrize("name, cpus", [("elf-1cpu", 1), ("elf-2cpu", 2), ("bzimage-2cpu", 2)])
+def test_boots_to_init_with_all_vcpus_online(boot_results: Results, name: str,
+                                             cpus: int) -> None:
+    result = _scenario(boot_results, name)
+    assert _nproc(result) == cpus
+    assert "EMBER-GUEST-ACTION reboot" in str(result["stdout"])
+    assert result["returncode"] == 0, result["stderr"]
+
+
+def test_boot_timer_reports_guest_boot_time(boot_results: Results) -> None:
+    log = str(_scenario(boot_results, "elf-2cpu")["log"])
+    assert re.search(r"Guest-boot-time = +\d+ us \d+ ms, +\d+ CPU us \d+ CPU ms", log), log
+
+
+def test_command_line_reaches_the_guest(boot_results: Results) -> None:
+    stdout = str(_scenario(boot_results, "cmdline")["stdout"])
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("EMBER-GUEST-CMDLINE"))
+    assert "ember.probe=cmdline-7f3a" in line and "console=ttyS0" in line
+
+
+def test_guest_panic_ends_the_process(boot_results: Results) -> None:
+    result = _scenario(boot_results, "panic")
+    assert "Kernel panic" in str(result["stdout"])
+    assert "EMBER-GUEST-ACTION panic" in str(result["stdout"])
+    # panic=1 reboots after a second; with reboot=k that is an i8042 reset: a clean exit.
+    assert result["returncode"] == 0
+
+
+@pytest.mark.parametrize("name, words", [("missing-kernel", "no-such-vmlinux"),
+                                         ("corrupt-kernel", "corrupt")])
+def test_bad_kernel_is_a_clear_error(boot_results: Results, name: str, words: str) -> None:
+    result = _scenario(boot_results, name)
+    assert result["returncode"] != 0
+    said = str(result["stderr"]) + str(result["log"])
+    assert words in said, said
+    assert "Traceback" not in said
