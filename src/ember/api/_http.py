@@ -18,7 +18,6 @@ import os
 import selectors
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import h11
 
@@ -69,16 +68,16 @@ def _remove_stale(path: str) -> None:
     raise SocketInUseError(98, f"another process is already serving the API on {path}")
 
 
-@dataclass
 class _Connection:
-    sock: socket.socket
-    proto: h11.Connection = field(
-        default_factory=lambda: h11.Connection(h11.SERVER,
-                                               max_incomplete_event_size=MAX_HEADER_BYTES))
-    out: bytearray = field(default_factory=bytearray)
-    request: h11.Request | None = None
-    body: bytearray = field(default_factory=bytearray)
-    closing: bool = False  # close once ``out`` is flushed
+    """One client: its socket, its h11 state, the request being read, unsent output."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.proto = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.out = bytearray()
+        self.request: h11.Request | None = None
+        self.body = bytearray()
+        self.closing = False  # close once ``out`` is flushed
 
 
 class HttpServer:

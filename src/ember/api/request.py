@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ember.vmm.config import ConfigError, ConfigShapeError
 
@@ -16,8 +15,7 @@ class RequestError(Exception):
     """The request cannot be turned into an action; the message is the fault_message."""
 
 
-@dataclass(frozen=True)
-class ApiRequest:
+class ApiRequest(NamedTuple):
     method: str  # upper case, as sent: "GET", "PUT", "PATCH", ...
     path: str  # without the query string
     body: bytes | None  # None when the request had no body

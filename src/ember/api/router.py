@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
 from ember.api import (
     actions,
@@ -36,15 +36,13 @@ log = logging.getLogger("ember")
 Handler = Callable[[ApiRequest], Action]
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     pattern: tuple[str, ...]
     handlers: dict[str, Handler]
     metric: str | None
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     status: int  # 200, 204 or 400
     body: bytes  # empty for 204
 

@@ -120,6 +120,20 @@ def open_target(path: str) -> int:
         raise LoggerError(f"Failed to open target file: {os_error_text(err)}") from err
 
 
+def _reopen(fd: int) -> tuple[int, bool]:
+    """A private non-blocking file description for ``fd`` (stdout), and whether we own it.
+
+    Setting O_NONBLOCK on fd 1 itself would change it for every other writer of the same
+    description (the serial console, the parent's terminal); reopening it through /proc
+    gives ember its own. Where that is impossible (a socket), fall back to ``fd`` as is.
+    """
+    try:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC
+        return os.open(f"/proc/self/fd/{fd}", flags), True
+    except OSError:
+        return fd, False
+
+
 class Logger:
     """The process logger: one handler on ``logging.getLogger("ember")``."""
 
@@ -137,7 +151,7 @@ class Logger:
 
     def configure(self, cfg: LoggerConfig, stdout_fd: int = 1) -> None:
         """Apply ``cfg``; unset fields keep their current value. Without a path, log to stdout."""
-        fd, owns = (open_target(cfg.log_path), True) if cfg.log_path else (stdout_fd, False)
+        fd, owns = (open_target(cfg.log_path), True) if cfg.log_path else _reopen(stdout_fd)
         with self._lock:
             self.level = parse_level(cfg.level) if cfg.level else self.level
             self.show_level = self.show_level if cfg.show_level is None else cfg.show_level

@@ -50,7 +50,7 @@ class Client:
         if self.proto.our_state is h11.DONE and self.proto.their_state is h11.DONE:
             self.proto.start_next_cycle()
         if self.proto.our_state is h11.IDLE:
-            self.proto.send(h11.Request(method=method, target="/",
+            self.proto.send(h11.Request(method=method or "GET", target="/",
                                         headers=[("Host", "localhost"),
                                                  ("Content-Length", "0")]))
             self.proto.send(h11.EndOfMessage())
