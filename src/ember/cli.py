@@ -296,6 +296,12 @@ def _serial_in() -> int | None:
         or stat.S_ISSOCK(mode) else None
 
 
+# The signal that kicks a vCPU thread out of KVM_RUN (ember.vmm.vcpu.KICK_SIGNAL, named here
+# so that start-up does not import the KVM layer). Only the main thread may install its
+# handler, and the VM is built on the API thread: without this, a kick kills the process.
+VCPU_KICK_SIGNAL = signal.SIGRTMIN
+
+
 def _install_signal_handlers(exit_box: ExitBox) -> None:
     def on_signal(signum: int, _: FrameType | None) -> None:
         log.info("Received %s, shutting down.", signal.Signals(signum).name)
@@ -303,6 +309,7 @@ def _install_signal_handlers(exit_box: ExitBox) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(VCPU_KICK_SIGNAL, lambda _sig, _frame: None)
 
 
 if __name__ == "__main__":

@@ -171,3 +171,11 @@ def test_startup_is_fast(tmp_path: Path, runs: int) -> None:
     best = min(times)
     print(f"exec -> 'API server started.': best {best * 1000:.1f} ms of {runs}")
     assert best < 0.5  # generous bound for loaded CI machines; the figure is reported
+
+
+def test_vcpu_kick_signal_is_handled() -> None:
+    """The VM is built off the main thread, so the CLI installs the kick handler."""
+    from ember.cli import VCPU_KICK_SIGNAL
+    from ember.vmm.vcpu import KICK_SIGNAL
+
+    assert VCPU_KICK_SIGNAL == KICK_SIGNAL
