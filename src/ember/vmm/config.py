@@ -134,13 +134,15 @@ class BootSource(NamedTuple):
         try:
             check_readable(self.kernel_image_path)
         except OSError as err:
-            raise ConfigError(f"The kernel file cannot be opened: {os_error_text(err)}") from err
+            raise ConfigError(f"The kernel file cannot be opened: {os_error_text(err)}: "
+                              f"{self.kernel_image_path}") from err
         if self.initrd_path is None:
             return
         try:
             check_readable(self.initrd_path)
         except OSError as err:
-            raise ConfigError(f"The initrd file cannot be opened: {os_error_text(err)}") from err
+            raise ConfigError(f"The initrd file cannot be opened: {os_error_text(err)}: "
+                              f"{self.initrd_path}") from err
 
     def to_json(self) -> dict[str, Any]:
         return {

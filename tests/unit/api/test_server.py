@@ -69,7 +69,7 @@ def test_boot_source_checks_files(served: Served, tmp_path: Path) -> None:
     missing = str(tmp_path / "no-kernel")
     message = fault(served, "PUT", "/boot-source", {"kernel_image_path": missing})
     assert message == ("Boot source error: The kernel file cannot be opened: No such file or "
-                       "directory (os error 2)")
+                       f"directory (os error 2): {missing}")
     message = fault(served, "PUT", "/boot-source", {**BOOT, "initrd_path": missing})
     assert message.startswith("Boot source error: The initrd file cannot be opened")
 
