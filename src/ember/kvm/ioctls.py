@@ -54,5 +54,7 @@ KVM_CAP_IRQFD = 32
 KVM_CAP_IMMEDIATE_EXIT = 136
 
 KVM_API_VERSION = 12
+# struct kvm_ioeventfd flags
+KVM_IOEVENTFD_FLAG_DATAMATCH = 1 << 0
 # KVM_CREATE_PIT2 flag: emulate the PC speaker port 0x61 as a dummy.
 KVM_PIT_SPEAKER_DUMMY = 1

@@ -116,6 +116,14 @@ class VmFd:
     def register_irqfd(self, eventfd: int, gsi: int) -> None:
         _call(self.fd, k.KVM_IRQFD, s.KvmIrqfd(fd=eventfd, gsi=gsi), "KVM_IRQFD")
 
+    def register_ioeventfd(self, eventfd: int, addr: int, length: int,
+                           datamatch: int | None = None) -> None:
+        """Have KVM signal ``eventfd`` on a guest MMIO write to ``addr`` without exiting."""
+        flags = 0 if datamatch is None else k.KVM_IOEVENTFD_FLAG_DATAMATCH
+        req = s.KvmIoeventfd(datamatch=datamatch or 0, addr=addr, len=length, fd=eventfd,
+                             flags=flags)
+        _call(self.fd, k.KVM_IOEVENTFD, req, "KVM_IOEVENTFD")
+
     def create_vcpu(self, index: int) -> VcpuFd:
         fd = _call(self.fd, k.KVM_CREATE_VCPU, index, "KVM_CREATE_VCPU")
         return VcpuFd(fd, index, self.kvm.vcpu_mmap_size)

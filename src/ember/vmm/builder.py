@@ -8,23 +8,26 @@ each vCPU. ``Vm.start`` then launches one thread per vCPU.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from ember.arch.x86_64 import cpuid, layout, msrs, regs
 from ember.devices.boot_timer import BootTimer
 from ember.devices.legacy.i8042 import I8042
 from ember.devices.legacy.serial import REGISTER_COUNT, Serial16550
+from ember.devices.virtio.block import BackingFileError, Block, FileBackend
 from ember.kvm import Kvm, KvmError, VcpuFd, VmFd
 from ember.kvm._structs import KvmCpuidEntry2
 from ember.loader import LoaderError
 from ember.memory import GuestMemory
 from ember.vmm.boot import BootPlan, load_boot_image
 from ember.vmm.bus import MmioBus, PioBus
-from ember.vmm.config import VmConfig
+from ember.vmm.config import Drive, VmConfig
 from ember.vmm.console import InputPump, RawTerminal, SerialSink
+from ember.vmm.device_manager import DeviceLimitError, DeviceManager, EdgeIrq, Slot
+from ember.vmm.event_loop import EventLoop
 from ember.vmm.vcpu import EXIT_FAILURE, Vcpu, install_kick_handler
 
 log = logging.getLogger("ember.vmm")
@@ -36,17 +39,6 @@ MIB = 1 << 20
 
 class StartError(Exception):
     """The microVM cannot be built or started; the message says why and what to fix."""
-
-
-class _Irq:
-    """An edge-triggered interrupt line into the in-kernel irqchip, via an irqfd."""
-
-    def __init__(self, vm: VmFd, gsi: int) -> None:
-        self.fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        vm.register_irqfd(self.fd, gsi)
-
-    def __call__(self) -> None:
-        os.eventfd_write(self.fd, 1)
 
 
 class Vm:
@@ -67,12 +59,19 @@ class Vm:
         self._exit_code: int | None = None
         self._lock = threading.Lock()
         self.state = "Not started"
+        self._loop: EventLoop | None = None
+        self.blocks: dict[str, Block] = {}
         self.start_wall = 0.0
         self.start_cpu = 0.0
+
+    def attach_devices(self, loop: EventLoop, blocks: dict[str, Block]) -> None:
+        self._loop, self.blocks = loop, blocks
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         self.start_wall, self.start_cpu = time.monotonic(), time.process_time()
+        if self._loop is not None:
+            self._loop.start()
         if self._serial_in is not None:
             if self._terminal is not None:
                 self._terminal.enter()
@@ -100,6 +99,19 @@ class Vm:
             if not self.i8042.ctrl_alt_del():
                 raise StartError("the i8042 buffer is full; try SendCtrlAltDel again")
 
+    def update_drive(self, drive_id: str, path_on_host: str | None) -> None:
+        """PATCH /drives after boot: swap (or re-read the size of) the backing file."""
+        block = self.blocks.get(drive_id)
+        if block is None:
+            raise StartError(f"no block device {drive_id!r} in this microVM")
+        path = block.backend.path if path_on_host is None else path_on_host
+        try:
+            backend = FileBackend(path, block.backend.read_only)
+        except BackingFileError as err:
+            block.metrics["update_fails"] += 1
+            raise StartError(str(err)) from None
+        block.swap_backend(backend)
+
     def wait(self, timeout: float | None = None) -> int | None:
         if not self._done.wait(timeout):
             return None
@@ -126,6 +138,8 @@ class Vm:
                 vcpu.kick()
         if self._pump is not None:
             self._pump.stop()
+        if self._loop is not None:
+            self._loop.stop()
         if self._terminal is not None:
             self._terminal.restore()
         self.state = "Stopped"
@@ -161,7 +175,7 @@ class Vm:
             | {"unhandled_pio": sum(v.unhandled_pio for v in self.vcpus),
                "unhandled_mmio": sum(v.unhandled_mmio for v in self.vcpus)},
             "vmm": {"serial_bytes_dropped": self._sink.dropped},
-        }
+        } | {f"block_{drive_id}": dict(b.metrics) for drive_id, b in self.blocks.items()}
 
 
 def _configure_vcpu(fd: VcpuFd, supported: list[KvmCpuidEntry2], plan: BootPlan,
@@ -190,13 +204,48 @@ def build_vm(config: VmConfig, *, serial_in: int | None = None, serial_out: int 
     if config.boot_source is None:
         raise StartError("no boot source: configure the kernel with PUT /boot-source or "
                          "'boot-source' in the config file")
-    if config.drives:
-        raise StartError("block devices are not available yet: remove the drives to boot")
     try:
         return _build(config, serial_in, sys.stdout.fileno() if serial_out is None else serial_out,
                       boot_timer)
-    except (LoaderError, KvmError) as err:
+    except (LoaderError, KvmError, BackingFileError, DeviceLimitError) as err:
         raise StartError(str(err)) from None
+
+
+def _root_cmdline(drives: list[Drive]) -> str:
+    """Firecracker's root= argument for the root drive (the first one attached: /dev/vda)."""
+    root = next((d for d in drives if d.is_root_device), None)
+    if root is None:
+        return ""
+    device = f"PARTUUID={root.partuuid}" if root.partuuid else "/dev/vda"
+    return f"root={device} {'ro' if root.is_read_only else 'rw'}"
+
+
+def _attach_drives(manager: DeviceManager, drives: list[Drive]) -> tuple[dict[str, Block],
+                                                                          list[Slot]]:
+    blocks: dict[str, Block] = {}
+    slots = []
+    ordered = sorted(drives, key=lambda d: not d.is_root_device)  # the root drive is vda
+    for drive in ordered:
+        block = Block(drive.drive_id, FileBackend(drive.path_on_host, drive.is_read_only),
+                      writeback=drive.cache_type == "Writeback")
+        transport, slot = manager.attach(block, _processor(block))
+        block.signal_used = transport.signal_used
+        block.needs_reset = transport.needs_reset
+        block.config_changed = transport.signal_config_change
+        blocks[drive.drive_id] = block
+        slots.append(slot)
+    return blocks, slots
+
+
+def _processor(block: Block) -> Callable[[int], None]:
+    def process(_queue: int) -> None:
+        block.process_queue()
+    return process
+
+
+def _full_cmdline(base: str, drives: list[Drive], slots: list[Slot]) -> str:
+    parts = [base, _root_cmdline(drives), *(slot.cmdline_entry() for slot in slots)]
+    return " ".join(p for p in parts if p)
 
 
 def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer: bool) -> Vm:
@@ -212,14 +261,17 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
     memory = GuestMemory(layout.ram_regions(mem_size))
     for slot, region in enumerate(memory.regions):
         vm_fd.set_user_memory_region(slot, region.base, region.size, region.host_addr)
-    plan = load_boot_image(memory, mem_size, machine.vcpu_count, boot.kernel_image_path,
-                           boot.initrd_path, boot.cmdline)
     pio, mmio = PioBus(), MmioBus()
+    loop = EventLoop()
+    blocks, slots = _attach_drives(DeviceManager(vm_fd, memory, mmio, loop), config.drives)
+    cmdline = _full_cmdline(boot.cmdline, config.drives, slots)
+    plan = load_boot_image(memory, mem_size, machine.vcpu_count, boot.kernel_image_path,
+                           boot.initrd_path, cmdline)
     locks = {"serial": threading.Lock(), "i8042": threading.Lock(), "timer": threading.Lock()}
     sink = SerialSink(serial_out)
-    serial = Serial16550(_Irq(vm_fd, layout.SERIAL_COM1_IRQ), sink)
+    serial = Serial16550(EdgeIrq(vm_fd, layout.SERIAL_COM1_IRQ), sink)
     holder: list[Vm] = []
-    i8042 = I8042(_Irq(vm_fd, layout.I8042_IRQ), lambda: holder[0].on_reset())
+    i8042 = I8042(EdgeIrq(vm_fd, layout.I8042_IRQ), lambda: holder[0].on_reset())
     pio.register(layout.SERIAL_COM1_PORT, REGISTER_COUNT, serial, locks["serial"])
     pio.register(layout.I8042_DATA_PORT, I8042_WINDOW, i8042, locks["i8042"])
     if boot_timer:
@@ -233,5 +285,6 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
         _configure_vcpu(fd, supported, plan, machine.vcpu_count)
         vcpus.append(Vcpu(fd, pio, mmio, lambda code: holder[0].on_vcpu_exit(code)))
     vm = Vm(kvm, vm_fd, memory, vcpus, serial, i8042, locks, serial_in, sink)
+    vm.attach_devices(loop, blocks)
     holder.append(vm)
     return vm

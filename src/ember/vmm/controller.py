@@ -74,6 +74,7 @@ class VmHandle(Protocol):
     def wait(self, timeout: float | None = None) -> int | None: ...
     def stop(self) -> None: ...
     def counters(self) -> dict[str, dict[str, int]]: ...
+    def update_drive(self, drive_id: str, path_on_host: str | None) -> None: ...
 
 
 # Builds (but does not start) a VM from the configuration and the serial settings.
@@ -332,10 +333,6 @@ class Controller:
         if self.config.boot_source is None:
             raise ActionError(
                 "Start microvm error: Cannot start microvm without kernel configuration.")
-        if self.config.drives:
-            raise ActionError(
-                "Start microvm error: block devices are not available in ember yet: "
-                "remove the drives to start the microVM.")
 
     def _running_vm(self) -> VmHandle:
         assert self.vm is not None, "post-boot actions are checked against the phase"
@@ -363,9 +360,20 @@ class Controller:
         return None
 
     def _do_PatchDrive(self, action: PatchDrive) -> Reply:
-        raise ActionError(f"Drive config error: Unable to patch the block device "
-                          f"{action.update.drive_id}: block devices are not available in "
-                          f"ember yet.")
+        update = action.update
+        if not any(d.drive_id == update.drive_id for d in self.config.drives):
+            raise ActionError(f"Drive config error: Unable to patch the block device "
+                              f"{update.drive_id}: no drive with this id.")
+        try:
+            self._running_vm().update_drive(update.drive_id, update.path_on_host)
+        except Exception as err:  # the VM names what went wrong
+            raise ActionError(f"Drive config error: Unable to patch the block device "
+                              f"{update.drive_id}: {err}") from err
+        if update.path_on_host is not None:
+            self.config.drives = [d._replace(path_on_host=update.path_on_host)
+                                  if d.drive_id == update.drive_id else d
+                                  for d in self.config.drives]
+        return None
 
     # --- whole configurations -----------------------------------------------------------------
 
