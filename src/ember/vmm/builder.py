@@ -17,6 +17,7 @@ from ember.arch.x86_64 import cpuid, layout, msrs, regs
 from ember.devices.boot_timer import BootTimer
 from ember.devices.legacy.i8042 import I8042
 from ember.devices.legacy.serial import REGISTER_COUNT, Serial16550
+from ember.devices.rate_limiter import RateLimiterConfig
 from ember.devices.virtio.block import BackingFileError, Block, FileBackend
 from ember.kvm import Kvm, KvmError, VcpuFd, VmFd
 from ember.kvm._structs import KvmCpuidEntry2
@@ -99,11 +100,17 @@ class Vm:
             if not self.i8042.ctrl_alt_del():
                 raise StartError("the i8042 buffer is full; try SendCtrlAltDel again")
 
-    def update_drive(self, drive_id: str, path_on_host: str | None) -> None:
-        """PATCH /drives after boot: swap (or re-read the size of) the backing file."""
+    def update_drive(self, drive_id: str, path_on_host: str | None,
+                     rate_limiter: RateLimiterConfig | None = None) -> None:
+        """PATCH /drives after boot: swap (or re-read the size of) the backing file, and/or
+        change the rate limiter."""
         block = self.blocks.get(drive_id)
         if block is None:
             raise StartError(f"no block device {drive_id!r} in this microVM")
+        if rate_limiter is not None:
+            block.update_limiter(rate_limiter)
+            if path_on_host is None:
+                return
         path = block.backend.path if path_on_host is None else path_on_host
         try:
             backend = FileBackend(path, block.backend.read_only)
@@ -227,7 +234,8 @@ def _attach_drives(manager: DeviceManager, drives: list[Drive]) -> tuple[dict[st
     ordered = sorted(drives, key=lambda d: not d.is_root_device)  # the root drive is vda
     for drive in ordered:
         block = Block(drive.drive_id, FileBackend(drive.path_on_host, drive.is_read_only),
-                      writeback=drive.cache_type == "Writeback")
+                      writeback=drive.cache_type == "Writeback", limiter=drive.rate_limiter)
+        block.schedule = manager.loop.call_later
         transport, slot = manager.attach(block, _processor(block))
         block.signal_used = transport.signal_used
         block.needs_reset = transport.needs_reset

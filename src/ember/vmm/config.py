@@ -15,6 +15,8 @@ import os
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+from ember.devices.rate_limiter import RateLimiterConfig, RateLimiterConfigError
+
 # Firecracker: vcpu_count must be in 1..=32 (MAX_SUPPORTED_VCPUS).
 MAX_VCPUS = 32
 DEFAULT_VCPUS = 1
@@ -250,12 +252,12 @@ class Drive(NamedTuple):
     partuuid: str | None = None
     cache_type: str = "Unsafe"
     io_engine: str = "Sync"
+    rate_limiter: RateLimiterConfig | None = None
 
     @classmethod
     def from_json(cls, obj: Any) -> Drive:
         obj = _fields(obj, _DRIVE_FIELDS, required=("drive_id", "is_root_device"))
         _reject_present(obj, "socket", "vhost-user block devices")
-        _reject_present(obj, "rate_limiter", "block device rate limiters")
         path = _get(obj, "path_on_host", str)
         if path is None:
             raise ConfigShapeError("missing field `path_on_host`")
@@ -267,6 +269,7 @@ class Drive(NamedTuple):
             partuuid=_get(obj, "partuuid", str),
             cache_type=_choice(obj, "cache_type", CACHE_TYPES, "Unsafe"),
             io_engine=_choice(obj, "io_engine", IO_ENGINES, "Sync"),
+            rate_limiter=_rate_limiter(obj),
         )
 
     def check_files(self) -> None:
@@ -288,6 +291,8 @@ class Drive(NamedTuple):
             "path_on_host": self.path_on_host,
             "io_engine": self.io_engine,
         }
+        if self.rate_limiter is not None:
+            out["rate_limiter"] = self.rate_limiter.to_json()
         return out
 
 
@@ -301,12 +306,23 @@ class DriveUpdate(NamedTuple):
 
     drive_id: str
     path_on_host: str | None = None
+    rate_limiter: RateLimiterConfig | None = None
 
     @classmethod
     def from_json(cls, obj: Any) -> DriveUpdate:
         obj = _fields(obj, ("drive_id", "path_on_host", "rate_limiter"), required=("drive_id",))
-        _reject_present(obj, "rate_limiter", "block device rate limiters")
-        return cls(_get(obj, "drive_id", str, ""), _get(obj, "path_on_host", str))
+        return cls(_get(obj, "drive_id", str, ""), _get(obj, "path_on_host", str),
+                   _rate_limiter(obj))
+
+
+def _rate_limiter(obj: dict[str, Any]) -> RateLimiterConfig | None:
+    raw = obj.get("rate_limiter")
+    if raw is None:
+        return None
+    try:
+        return RateLimiterConfig.from_json(raw)
+    except RateLimiterConfigError as err:
+        raise ConfigShapeError(str(err)) from None
 
 
 class LoggerConfig(NamedTuple):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from ember import __version__
+from ember.devices.rate_limiter import RateLimiterConfig
 from ember.vmm.config import (
     BootSource,
     ConfigError,
@@ -74,7 +75,8 @@ class VmHandle(Protocol):
     def wait(self, timeout: float | None = None) -> int | None: ...
     def stop(self) -> None: ...
     def counters(self) -> dict[str, dict[str, int]]: ...
-    def update_drive(self, drive_id: str, path_on_host: str | None) -> None: ...
+    def update_drive(self, drive_id: str, path_on_host: str | None,
+                     rate_limiter: RateLimiterConfig | None = None) -> None: ...
 
 
 # Builds (but does not start) a VM from the configuration and the serial settings.
@@ -365,14 +367,13 @@ class Controller:
             raise ActionError(f"Drive config error: Unable to patch the block device "
                               f"{update.drive_id}: no drive with this id.")
         try:
-            self._running_vm().update_drive(update.drive_id, update.path_on_host)
+            self._running_vm().update_drive(update.drive_id, update.path_on_host,
+                                            update.rate_limiter)
         except Exception as err:  # the VM names what went wrong
             raise ActionError(f"Drive config error: Unable to patch the block device "
                               f"{update.drive_id}: {err}") from err
-        if update.path_on_host is not None:
-            self.config.drives = [d._replace(path_on_host=update.path_on_host)
-                                  if d.drive_id == update.drive_id else d
-                                  for d in self.config.drives]
+        self.config.drives = [_patched(d, update) if d.drive_id == update.drive_id else d
+                              for d in self.config.drives]
         return None
 
     # --- whole configurations -----------------------------------------------------------------
@@ -428,3 +429,15 @@ def _serial_out_fd(serial: SerialConfig, default_fd: int) -> int:
     except OSError as err:
         raise VmStartError(f"cannot open the serial output {serial.serial_out_path}: "
                            f"{err.strerror}") from err
+
+
+def _patched(drive: Drive, update: DriveUpdate) -> Drive:
+    """The stored drive after a PATCH: a new path and/or new rate-limiter buckets."""
+    if update.path_on_host is not None:
+        drive = drive._replace(path_on_host=update.path_on_host)
+    if update.rate_limiter is not None:
+        old = drive.rate_limiter
+        bandwidth = update.rate_limiter.bandwidth or (old.bandwidth if old else None)
+        ops = update.rate_limiter.ops or (old.ops if old else None)
+        drive = drive._replace(rate_limiter=RateLimiterConfig(bandwidth, ops))
+    return drive

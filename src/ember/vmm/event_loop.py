@@ -6,10 +6,12 @@ callback; the thread calls it whenever the fd is readable.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import selectors
 import threading
+import time
 from collections.abc import Callable
 
 log = logging.getLogger("ember.vmm")
@@ -21,6 +23,9 @@ class EventLoop:
         self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self._selector.register(self._wake, selectors.EVENT_READ, None)
         self._stop = threading.Event()
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_seq = 0
+        self._timer_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.errors = 0
 
@@ -29,6 +34,24 @@ class EventLoop:
 
     def remove(self, fd: int) -> None:
         self._selector.unregister(fd)
+
+    def call_later(self, delay_ns: int, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the loop's thread after ``delay_ns`` (thread-safe)."""
+        with self._timer_lock:
+            self._timer_seq += 1
+            heapq.heappush(self._timers, (time.monotonic() + delay_ns / 1e9, self._timer_seq,
+                                          callback))
+        os.eventfd_write(self._wake, 1)
+
+    def _due_timers(self) -> tuple[list[Callable[[], None]], float | None]:
+        """Pop the callbacks whose time has come; also the wait until the next one."""
+        now = time.monotonic()
+        due = []
+        with self._timer_lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers)[2])
+            wait = self._timers[0][0] - now if self._timers else None
+        return due, wait
 
     def start(self) -> None:
         self._thread.start()
@@ -41,17 +64,26 @@ class EventLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for key, _ in self._selector.select():
-                callback = key.data
-                if callback is None:
-                    continue
-                try:
-                    callback()
-                except Exception:
-                    self.errors += 1
-                    log.exception("device event handler failed")
+            due, wait = self._due_timers()
+            for callback in due:
+                self._call(callback)
+            if due:
+                continue
+            for key, _ in self._selector.select(wait):
+                if key.data is None:
+                    drain_eventfd(self._wake)
+                else:
+                    self._call(key.data)
         self._selector.close()
         os.close(self._wake)
+
+
+    def _call(self, callback: Callable[[], None]) -> None:
+        try:
+            callback()
+        except Exception:
+            self.errors += 1
+            log.exception("device event handler failed")
 
 
 def drain_eventfd(fd: int) -> bool:

@@ -11,6 +11,12 @@ import struct
 import threading
 from collections.abc import Callable
 
+from ember.devices.rate_limiter import (
+    RateLimiter,
+    RateLimiterConfig,
+    SpuriousRateLimiterEvent,
+    TokenType,
+)
 from ember.devices.virtio.block.backend import BackingFileError, FileBackend
 from ember.devices.virtio.block.request import (
     SECTOR_SIZE,
@@ -57,14 +63,18 @@ class Block:
     device_type = VIRTIO_ID_BLOCK
     queue_sizes = (QUEUE_SIZE,)
 
-    def __init__(self, drive_id: str, backend: FileBackend, writeback: bool) -> None:
+    def __init__(self, drive_id: str, backend: FileBackend, writeback: bool,
+                 limiter: RateLimiterConfig | None = None) -> None:
         self.drive_id = drive_id
         self.backend = backend
         self.writeback = writeback
         self.signal_used: Callable[[], None] = _noop
         self.needs_reset: Callable[[], None] = _noop
         self.config_changed: Callable[[], None] = _noop
-        self.allow: Callable[[Request], bool] = lambda _req: True
+        # schedule(delay_ns, callback): run callback later on the I/O thread (the VMM's timer).
+        self.schedule: Callable[[int, Callable[[], None]], None] = lambda _ns, _cb: None
+        self.limiter = RateLimiter(limiter)
+        self._timer_armed = False
         self.metrics = dict.fromkeys(METRIC_NAMES, 0)
         self._lock = threading.Lock()
         self._mem: GuestMemory | None = None
@@ -135,7 +145,7 @@ class Block:
                 queue.add_used(mem, chain.head, 0)
                 served = True
                 continue
-            if not self.allow(request):
+            if not self._allow(request):
                 queue.undo_pop()
                 self.metrics["rate_limiter_throttled_events"] += 1
                 break
@@ -143,6 +153,44 @@ class Block:
             queue.add_used(mem, chain.head, written)
             served = True
         return served
+
+    # -- rate limiting -----------------------------------------------------------------
+    def update_limiter(self, config: RateLimiterConfig) -> None:
+        """PATCH /drives rate_limiter: replace the buckets that ``config`` names."""
+        with self._lock:
+            self.limiter.update(bandwidth=config.bandwidth, ops=config.ops)
+        self.metrics["update_count"] += 1
+
+    def _allow(self, req: Request) -> bool:
+        """Take one op and the request's bytes from the limiter, or arm its retry timer."""
+        limiter = self.limiter
+        if limiter.is_noop:
+            return True
+        if not limiter.consume(1, TokenType.OPS):
+            self._arm_timer()
+            return False
+        if req.kind in (VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT) and not limiter.consume(
+                req.data_length, TokenType.BYTES):
+            limiter.manual_replenish(1, TokenType.OPS)
+            self._arm_timer()
+            return False
+        return True
+
+    def _arm_timer(self) -> None:
+        delay = self.limiter.time_until_refill_ns()
+        if delay is not None and not self._timer_armed:
+            self._timer_armed = True
+            self.schedule(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer_armed = False
+            self.metrics["rate_limiter_event_count"] += 1
+            try:
+                self.limiter.event_handler()
+            except SpuriousRateLimiterEvent:
+                return
+        self.process_queue()
 
     def _execute(self, mem: GuestMemory, req: Request) -> int:
         """Run one request; returns the bytes written into guest buffers (status included)."""
