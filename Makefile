@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 APT_PACKAGES := qemu-system-x86 busybox-static linux-source-6.1 bc flex bison libelf-dev \
-	libssl-dev cpio e2fsprogs curl socat
+	libssl-dev cpio e2fsprogs curl socat acpica-tools
 STAMP := build/.stamps
 
 .PHONY: all deps venv guest test test-unit test-e2e lint demo bench clean

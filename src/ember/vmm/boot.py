@@ -4,9 +4,11 @@ GDT, page tables and MP table. Works on GuestMemory only; knows nothing of KVM."
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ember.arch.x86_64 import gdt, layout, mptable, paging
+from ember.arch.x86_64 import acpi, gdt, layout, mptable, paging
+from ember.arch.x86_64.acpi import MmioDevice
 from ember.arch.x86_64.bootparams import BootParams, e820_map
 from ember.loader import (
     KernelLayout,
@@ -95,9 +97,11 @@ def _load_initrd(mem: GuestMemory, path: str, mem_size: int, kernel_end: int,
 
 
 def load_boot_image(mem: GuestMemory, mem_size: int, num_cpus: int, kernel_path: str,
-                    initrd_path: str | None, cmdline: str) -> BootPlan:
-    """Write everything the guest needs at its first instruction into ``mem``."""
-    params = BootParams(e820=e820_map(mem_size))
+                    initrd_path: str | None, cmdline: str,
+                    devices: Sequence[MmioDevice] = ()) -> BootPlan:
+    """Write everything the guest needs at its first instruction into ``mem``: the kernel,
+    initrd, command line, zero page, GDT, page tables, MP table and ACPI tables."""
+    params = BootParams(e820=e820_map(mem_size), acpi_rsdp_addr=acpi.RSDP_ADDR)
     kernel, kernel_end = _load_kernel(mem, kernel_path, params)
     if initrd_path:
         _load_initrd(mem, initrd_path, mem_size, kernel_end, params)
@@ -111,4 +115,6 @@ def load_boot_image(mem: GuestMemory, mem_size: int, num_cpus: int, kernel_path:
     for addr, table in paging.identity_page_tables().items():
         mem.write(addr, table)
     mem.write(layout.EBDA_START, mptable.mptable(num_cpus))
+    for addr, table in acpi.acpi_tables(num_cpus, devices):
+        mem.write(addr, table)
     return BootPlan(entry=kernel.entry, gdt=entries)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from ember.arch.x86_64 import cpuid, layout, msrs, regs
+from ember.arch.x86_64.acpi import AcpiConfigError, MmioDevice
 from ember.devices.boot_timer import BootTimer
 from ember.devices.legacy.i8042 import I8042
 from ember.devices.legacy.serial import REGISTER_COUNT, Serial16550
@@ -214,7 +215,7 @@ def build_vm(config: VmConfig, *, serial_in: int | None = None, serial_out: int 
     try:
         return _build(config, serial_in, sys.stdout.fileno() if serial_out is None else serial_out,
                       boot_timer)
-    except (LoaderError, KvmError, BackingFileError, DeviceLimitError) as err:
+    except (LoaderError, KvmError, BackingFileError, DeviceLimitError, AcpiConfigError) as err:
         raise StartError(str(err)) from None
 
 
@@ -274,7 +275,8 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
     blocks, slots = _attach_drives(DeviceManager(vm_fd, memory, mmio, loop), config.drives)
     cmdline = _full_cmdline(boot.cmdline, config.drives, slots)
     plan = load_boot_image(memory, mem_size, machine.vcpu_count, boot.kernel_image_path,
-                           boot.initrd_path, cmdline)
+                           boot.initrd_path, cmdline,
+                           [MmioDevice(s.base, s.size, s.gsi) for s in slots])
     locks = {"serial": threading.Lock(), "i8042": threading.Lock(), "timer": threading.Lock()}
     sink = SerialSink(serial_out)
     serial = Serial16550(EdgeIrq(vm_fd, layout.SERIAL_COM1_IRQ), sink)

@@ -26,7 +26,7 @@ def test_e820_moves_ram_above_4g() -> None:
 
 def test_zero_page_fields() -> None:
     params = BootParams(cmdline_size=42, initrd_addr=0x0FF0_0000, initrd_size=0x1234,
-                        e820=e820_map(256 * MIB))
+                        e820=e820_map(256 * MIB), acpi_rsdp_addr=0xE0000)
     page = params.encode()
     assert len(page) == 4096
     assert struct.unpack_from("<H", page, 0x1FE)[0] == 0xAA55
@@ -36,6 +36,7 @@ def test_zero_page_fields() -> None:
     assert struct.unpack_from("<I", page, 0x238)[0] == 42
     assert struct.unpack_from("<II", page, 0x218) == (0x0FF0_0000, 0x1234)
     assert page[0x1E8] == 2
+    assert struct.unpack_from("<Q", page, 0x070)[0] == 0xE0000
     assert struct.unpack_from("<QQI", page, 0x2D0 + 20) == (0x100000, 256 * MIB - 0x100000, 1)
 
 

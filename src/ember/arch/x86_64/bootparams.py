@@ -12,6 +12,7 @@ from ember.arch.x86_64 import layout
 
 ZERO_PAGE_SIZE = 4096
 # zero-page.rst offsets
+ACPI_RSDP_ADDR = 0x070
 EXT_RAMDISK_IMAGE = 0x0C0
 EXT_RAMDISK_SIZE = 0x0C4
 EXT_CMD_LINE_PTR = 0x0C8
@@ -71,6 +72,7 @@ class BootParams:
     initrd_addr: int = 0
     initrd_size: int = 0
     e820: list[E820Entry] = field(default_factory=list)
+    acpi_rsdp_addr: int = 0
 
     def encode(self) -> bytes:
         page = bytearray(ZERO_PAGE_SIZE)
@@ -94,6 +96,7 @@ class BootParams:
         struct.pack_into("<I", page, EXT_RAMDISK_IMAGE, self.initrd_addr >> 32)
         struct.pack_into("<I", page, HDR_RAMDISK_SIZE, self.initrd_size & 0xFFFFFFFF)
         struct.pack_into("<I", page, EXT_RAMDISK_SIZE, self.initrd_size >> 32)
+        struct.pack_into("<Q", page, ACPI_RSDP_ADDR, self.acpi_rsdp_addr)
 
     def _pack_e820(self, page: bytearray) -> None:
         if len(self.e820) > E820_MAX_ENTRIES:
