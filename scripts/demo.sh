@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `make demo`: Firecracker's getting-started flow, unchanged, against ember.
-# ember serves its API on a Unix socket; curl configures the boot source and starts the
-# instance; the guest's serial console is this terminal. Type `reboot -f` in the guest
-# (or press Ctrl-D at its shell) to end the microVM; ember then exits 0.
+# ember serves its API on a Unix socket; curl sets the boot source and the root drive and
+# starts the instance; the guest's serial console is this terminal. Log in as root/root;
+# `reboot` in the guest ends the microVM and ember exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sock=${EMBER_DEMO_SOCKET:-/tmp/ember-demo.socket}
 kernel=$PWD/build/guest/vmlinux
-initrd=$PWD/build/guest/initramfs.cpio
+rootfs=$PWD/build/demo/rootfs.ext4
+mkdir -p build/demo
+cp build/guest/rootfs.ext4 "$rootfs"   # the demo's writes go to a copy
 rm -f "$sock"
 
 api() {  # api METHOD PATH JSON
@@ -17,10 +19,11 @@ api() {  # api METHOD PATH JSON
 }
 
 configure() {
-    for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.05; done
-    api PUT /boot-source "{\"kernel_image_path\": \"$kernel\", \"initrd_path\": \"$initrd\",
-        \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off ember.action=shell\"}"
-    api PUT /machine-config '{"vcpu_count": 2, "mem_size_mib": 256}'
+    for _ in $(seq 400); do [ -S "$sock" ] && break; sleep 0.05; done
+    api PUT /boot-source "{\"kernel_image_path\": \"$kernel\",
+        \"boot_args\": \"console=ttyS0 reboot=k panic=1 pci=off\"}"
+    api PUT /drives/rootfs "{\"drive_id\": \"rootfs\", \"path_on_host\": \"$rootfs\",
+        \"is_root_device\": true, \"is_read_only\": false}"
     api PUT /actions '{"action_type": "InstanceStart"}'
 }
 
