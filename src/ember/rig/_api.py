@@ -1,0 +1,93 @@
+"""The Python face of the rig: run a command with a KVM that boots Linux, capture its output."""
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ember.rig import _session
+from ember.rig._mode import Mode, choose
+
+TIMEOUT_STATUS = _session.TIMEOUT_STATUS
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    """A finished command: exit status, captured output, and how long L1 took to start
+    (None when the command ran directly on the host)."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    l1_start_s: float | None
+    mode: Mode
+
+
+def _environ_bytes(env: Mapping[str, str] | None) -> dict[bytes, bytes]:
+    if env is None:
+        return dict(os.environb)
+    return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+
+
+def nested_request(
+    argv: Sequence[str | bytes],
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    *,
+    timeout: float | None = None,
+    memory_mib: int = 4096,
+    cpus: int = 2,
+    winsize: tuple[int, int] | None = None,
+) -> _session.Request:
+    """A request for L1 from str/bytes arguments, defaults from this process."""
+    return _session.Request(
+        argv=[os.fsencode(a) for a in argv],
+        cwd=os.fsencode(os.path.abspath(cwd or os.getcwd())),
+        env=_environ_bytes(env),
+        winsize=winsize,
+        memory_mib=memory_mib,
+        cpus=cpus,
+        timeout=timeout,
+    )
+
+
+def run(
+    argv: Sequence[str | bytes],
+    *,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    stdin: bytes | None = None,
+    memory_mib: int = 4096,
+    cpus: int = 2,
+) -> CompletedRun:
+    """Run `argv` where KVM boots Linux, directly or in an L1 VM (see `EMBER_RIG`).
+
+    Output is captured; `stdin` bytes are the command's input (in L1 a line-oriented tty:
+    keep lines under 4096 bytes); a timeout gives returncode 124. Raises RigError when
+    the rig itself cannot run.
+    """
+    if choose() is Mode.DIRECT:
+        return _run_direct(argv, cwd, env, timeout, stdin)
+    out, err = bytearray(), bytearray()
+    streams = _session.Streams(out.extend, err.extend, None, stdin or b"")
+    request = nested_request(argv, cwd, env, timeout=timeout, memory_mib=memory_mib, cpus=cpus)
+    outcome = _session.run(request, streams)
+    return CompletedRun(outcome.returncode, bytes(out), bytes(err), outcome.l1_start_s,
+                        Mode.NESTED)
+
+
+def _run_direct(
+    argv: Sequence[str | bytes],
+    cwd: str | None,
+    env: Mapping[str, str] | None,
+    timeout: float | None,
+    stdin: bytes | None,
+) -> CompletedRun:
+    try:
+        proc = subprocess.run(list(argv), cwd=cwd, env=env, input=stdin or b"",
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return CompletedRun(TIMEOUT_STATUS, exc.stdout or b"", exc.stderr or b"", None,
+                            Mode.DIRECT)
+    return CompletedRun(proc.returncode, proc.stdout, proc.stderr, None, Mode.DIRECT)

@@ -1,0 +1,55 @@
+"""The QEMU command line for the L1 VM: TCG with emulated AMD SVM and nested paging."""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ember.rig._initramfs import EXCHANGE_TAG, HOSTROOT_TAG
+from ember.rig.errors import QemuMissingError
+
+QEMU = "qemu-system-x86_64"
+# quiet + loglevel=1: only emergencies (a panic) reach the console during boot; the init
+# lowers the level to 0 before the command starts. panic=-1 with -no-reboot: a panic ends QEMU.
+KERNEL_CMDLINE = "console=ttyS0,115200 quiet loglevel=1 panic=-1 rdinit=/init"
+
+
+@dataclass(frozen=True)
+class L1Config:
+    kernel: Path
+    initrd: Path
+    exchange: Path  # writable 9p export
+    serial0: Path  # QEMU `pipe` chardev base paths: `<path>.in` and `<path>.out` fifos
+    serial1: Path
+    memory_mib: int = 4096
+    cpus: int = 2
+
+
+def qemu_binary() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise QemuMissingError()
+    return path
+
+
+def command(cfg: L1Config) -> list[str]:
+    """argv for QEMU; serial 0 carries the command's stdin/stdout, serial 1 its stderr."""
+    return [
+        qemu_binary(),
+        "-M", "q35",
+        "-accel", "tcg,thread=multi",
+        "-cpu", "EPYC,+svm,+npt",
+        "-m", str(cfg.memory_mib),
+        "-smp", str(cfg.cpus),
+        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+        "-kernel", str(cfg.kernel),
+        "-initrd", str(cfg.initrd),
+        "-append", KERNEL_CMDLINE,
+        "-chardev", f"pipe,id=s0,path={cfg.serial0}",
+        "-serial", "chardev:s0",
+        "-chardev", f"pipe,id=s1,path={cfg.serial1}",
+        "-serial", "chardev:s1",
+        "-virtfs",
+        f"local,path=/,mount_tag={HOSTROOT_TAG},security_model=none,readonly=on,"
+        "multidevs=remap",
+        "-virtfs", f"local,path={cfg.exchange},mount_tag={EXCHANGE_TAG},security_model=none",
+    ]
