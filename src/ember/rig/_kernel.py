@@ -65,7 +65,10 @@ def cache_root() -> Path:
 
 
 def _apt(*args: str) -> str:
-    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise KernelPackageNotFoundError(f"cannot run {args[0]}: {exc.strerror}") from None
     if proc.returncode != 0:
         raise KernelPackageNotFoundError(f"`{' '.join(args)}` failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -107,10 +110,13 @@ def _write_pointer(package: str, version: str) -> None:
 
 
 def _download(package: str, version: str, into: Path) -> Path:
-    proc = subprocess.run(
-        ["apt-get", "download", "-q", f"{package}={version}"],
-        cwd=into, capture_output=True, text=True, check=False,
-    )
+    try:
+        proc = subprocess.run(
+            ["apt-get", "download", "-q", f"{package}={version}"],
+            cwd=into, capture_output=True, text=True, check=False,
+        )
+    except OSError as exc:
+        raise KernelDownloadError(package, f"cannot run apt-get: {exc.strerror}") from None
     debs = sorted(into.glob("*.deb"))
     if proc.returncode != 0 or not debs:
         detail = (proc.stderr.strip().splitlines() or ["no .deb downloaded"])[-1]
@@ -119,9 +125,12 @@ def _download(package: str, version: str, into: Path) -> Path:
 
 
 def _unpack(package: str, deb: Path, into: Path) -> None:
-    proc = subprocess.run(
-        ["dpkg-deb", "-x", str(deb), str(into)], capture_output=True, text=True, check=False
-    )
+    try:
+        proc = subprocess.run(
+            ["dpkg-deb", "-x", str(deb), str(into)], capture_output=True, text=True, check=False
+        )
+    except OSError as exc:
+        raise KernelDownloadError(package, f"cannot run dpkg-deb: {exc.strerror}") from None
     if proc.returncode != 0:
         raise KernelDownloadError(package, f"dpkg-deb -x: {proc.stderr.strip()}")
 
@@ -130,9 +139,12 @@ def _modules_dep(moddir: Path, release: str, sysroot: Path) -> str:
     dep = moddir / "modules.dep"
     if not dep.exists():
         # The package ships no modules.dep (the postinst runs depmod); make one here.
-        subprocess.run(
-            ["depmod", "-b", str(sysroot), release], check=True, capture_output=True
-        )
+        try:
+            subprocess.run(["depmod", "-b", str(sysroot), release], check=True,
+                           capture_output=True)
+        except (OSError, subprocess.CalledProcessError):
+            raise KernelPackageNotFoundError(
+                "no modules.dep, and `depmod` (package kmod) could not make one") from None
     return dep.read_text()
 
 
