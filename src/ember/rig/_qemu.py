@@ -1,5 +1,6 @@
 """The QEMU command line for the L1 VM: TCG with emulated AMD SVM and nested paging."""
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ QEMU = "qemu-system-x86_64"
 # quiet + loglevel=1: only emergencies (a panic) reach the console during boot; the init
 # lowers the level to 0 before the command starts. panic=-1 with -no-reboot: a panic ends QEMU.
 KERNEL_CMDLINE = "console=ttyS0,115200 quiet loglevel=1 panic=-1 rdinit=/init"
+# Extra L1 kernel arguments, for debugging (e.g. `loglevel=7` shows the boot log on failure).
+APPEND_ENV = "EMBER_RIG_APPEND"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ def command(cfg: L1Config) -> list[str]:
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
         "-kernel", str(cfg.kernel),
         "-initrd", str(cfg.initrd),
-        "-append", KERNEL_CMDLINE,
+        "-append", f"{KERNEL_CMDLINE} {os.environ.get(APPEND_ENV, '')}".strip(),
         "-chardev", f"pipe,id=s0,path={cfg.serial0}",
         "-serial", "chardev:s0",
         "-chardev", f"pipe,id=s1,path={cfg.serial1}",

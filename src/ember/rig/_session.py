@@ -284,11 +284,27 @@ def _drain(fd: int) -> None:
         pass
 
 
+_TMP_PREFIX = "ember-rig-"
+
+
+def _sweep_stale() -> None:
+    """Remove temporary directories of rigs that were killed before they could."""
+    for old in Path(tempfile.gettempdir()).glob(_TMP_PREFIX + "*"):
+        try:
+            os.kill(int((old / "owner").read_text()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(old, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # not ours to judge: no readable owner, or its owner is alive elsewhere
+
+
 def run(request: Request, streams: Streams) -> Outcome:
     """Boot L1, run the request's command in it, and return its exit status."""
     kernel = ensure_kernel()
     initrd = ensure_initramfs(kernel)
-    tmp = Path(tempfile.mkdtemp(prefix="ember-rig-"))
+    _sweep_stale()
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX))
+    (tmp / "owner").write_text(str(os.getpid()))
     try:
         return _run_in(tmp, kernel.image, initrd, request, streams)
     finally:
