@@ -48,13 +48,24 @@ def parse_scenarios(stdout: str) -> dict[str, dict[str, object]]:
     return results
 
 
-@pytest.fixture(scope="session")
-def boot_results() -> dict[str, dict[str, object]]:
-    """Every boot scenario, run in one rig session."""
+def run_scenarios(script_name: str) -> dict[str, dict[str, object]]:
+    """Run every scenario of one script in a single rig session (one L1 boot)."""
     require_guest_images()
-    script = str(ROOT / "tests" / "e2e" / "boot_scenarios.py")
+    script = str(ROOT / "tests" / "e2e" / script_name)
     code, out, err = run_in_rig([sys.executable, script], timeout=1800)
     results = parse_scenarios(out)
     if code != 0 or not results:
-        pytest.fail(f"boot scenarios did not run (exit {code}):\n{out[-3000:]}\n{err[-3000:]}")
+        pytest.fail(f"{script_name} did not run (exit {code}):\n{out[-3000:]}\n{err[-3000:]}")
     return results
+
+
+@pytest.fixture(scope="session")
+def boot_results() -> dict[str, dict[str, object]]:
+    """Every boot scenario, run in one rig session."""
+    return run_scenarios("boot_scenarios.py")
+
+
+@pytest.fixture(scope="session")
+def block_results() -> dict[str, dict[str, object]]:
+    """Every block-device scenario, run in one rig session."""
+    return run_scenarios("block_scenarios.py")

@@ -59,3 +59,11 @@ def test_bad_kernel_is_a_clear_error(boot_results: Results, name: str, words: st
     said = str(result["stderr"]) + str(result["log"])
     assert words in said, said
     assert "Traceback" not in said
+
+
+def test_sigterm_stops_the_vm_and_restores_the_terminal(boot_results: Results) -> None:
+    result = _scenario(boot_results, "sigterm")
+    assert result["prompt"], result["stdout"]
+    assert result["raw_during"]  # ember put the console terminal in raw mode
+    assert result["restored"]  # and gave it back as it found it
+    assert result["returncode"] is not None  # it exited (no hang) after SIGTERM

@@ -139,6 +139,7 @@ def test_wrong_direction_is_an_invalid_request(disk: Path) -> None:
 def test_capacity_in_config_space_and_resize(disk: Path, tmp_path: Path) -> None:
     r = Rig(disk)
     assert struct.unpack("<Q", r.block.read_config(0, 8))[0] == SECTORS
+    assert struct.unpack("<I", r.block.read_config(12, 4))[0] == 254  # seg_max
     bigger = tmp_path / "bigger.img"
     bigger.write_bytes(bytes(512 * 200))
     changed = []

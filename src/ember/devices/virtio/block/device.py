@@ -39,11 +39,15 @@ from ember.memory import GuestMemory, GuestMemoryError
 # 5.2.1 Device ID
 VIRTIO_ID_BLOCK = 2
 # 5.2.3 Feature bits
+VIRTIO_BLK_F_SEG_MAX = 1 << 2
 VIRTIO_BLK_F_RO = 1 << 5
 VIRTIO_BLK_F_FLUSH = 1 << 9
 QUEUE_SIZE = 256
-# 5.2.4: struct virtio_blk_config begins with le64 capacity (in 512-byte sectors).
-CONFIG_CAPACITY = struct.Struct("<Q")
+# 5.2.4: struct virtio_blk_config { le64 capacity; le32 size_max; le32 seg_max; ... }.
+CONFIG = struct.Struct("<QII")
+# Data segments per request: without SEG_MAX a driver may send one segment (one page) per
+# request; the header and status descriptors need two more entries of the queue.
+SEG_MAX = QUEUE_SIZE - 2
 
 METRIC_NAMES = (
     "activate_fails", "cfg_fails", "no_avail_buffer", "event_fails", "execute_fails",
@@ -83,7 +87,7 @@ class Block:
 
     # -- transport interface -----------------------------------------------------------
     def features(self) -> int:
-        features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX
+        features = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX | VIRTIO_BLK_F_SEG_MAX
         if self.backend.read_only:
             features |= VIRTIO_BLK_F_RO
         if self.writeback:
@@ -91,7 +95,7 @@ class Block:
         return features
 
     def read_config(self, offset: int, length: int) -> bytes:
-        config = CONFIG_CAPACITY.pack(self.backend.capacity)
+        config = CONFIG.pack(self.backend.capacity, 0, SEG_MAX)
         return config[offset:offset + length].ljust(length, b"\0")
 
     def write_config(self, offset: int, data: bytes) -> None:

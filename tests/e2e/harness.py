@@ -1,0 +1,171 @@
+"""Helpers for scenario scripts that run where KVM boots Linux (inside the rig).
+
+A scenario starts real ember processes, talks to them the way a person or a Firecracker
+client would (a terminal on the serial console, curl on the API socket), and reports one
+``EMBER-SCENARIO <json>`` line that the pytest side asserts on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+GUEST = ROOT / "build" / "guest"
+EMBER = str(Path(sys.prefix) / "bin" / "ember")
+BASE_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
+SCRIPT_PAD = 64 * 1024
+
+
+class Vmm:
+    """One ember process whose serial console (stdin/stdout) is a pseudo-terminal."""
+
+    def __init__(self, args: list[str], name: str) -> None:
+        self.name = name
+        master, slave = pty.openpty()
+        self._master = master
+        self.proc = subprocess.Popen([EMBER, *args], stdin=slave, stdout=slave,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        self.slave = slave  # kept open to read the terminal's settings
+        self.started = time.monotonic()
+        self.output = bytearray()
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:
+                chunk = b""
+            with self._cond:
+                if not chunk:
+                    self._cond.notify_all()
+                    return
+                self.output += chunk
+                self._cond.notify_all()
+
+    def wait_for(self, needle: bytes, timeout: float, start: int = 0) -> int:
+        """Wait until ``needle`` appears in the output after ``start``; its end, or -1."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                at = self.output.find(needle, start)
+                if at >= 0:
+                    return at + len(needle)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._reader.is_alive():
+                    return -1
+                self._cond.wait(min(left, 1.0))
+
+    def type(self, text: str) -> None:
+        """Type like a person: one key at a time."""
+        for ch in text.encode():
+            os.write(self._master, bytes((ch,)))
+            time.sleep(0.02)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait()
+            return None
+        self._reader.join(5)
+        return code
+
+    def stderr(self) -> str:
+        return (self.proc.stderr.read() if self.proc.stderr else b"").decode(errors="replace")
+
+    def text(self) -> str:
+        return self.output.decode(errors="replace")
+
+
+def write_config(path: Path, config: dict[str, object]) -> str:
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def script_drive(path: Path, script: str, blobs: list[bytes] = ()) -> list[int]:  # type: ignore[assignment]
+    """A raw drive holding a shell script (run with ``sh /dev/vdX``), then data blobs at
+    512-byte-aligned offsets after the first 64 KiB; returns the blobs' sector numbers."""
+    text = script.encode()
+    if len(text) >= SCRIPT_PAD:
+        raise ValueError("script too long")
+    image = bytearray(text.ljust(SCRIPT_PAD, b"\0"))
+    sectors = []
+    for blob in blobs:
+        sectors.append(len(image) // 512)
+        image += blob.ljust((len(blob) + 511) // 512 * 512, b"\0")
+    path.write_bytes(bytes(image))
+    return sectors
+
+
+def drive(drive_id: str, path: Path | str, root: bool = False, read_only: bool = False,
+          **extra: object) -> dict[str, object]:
+    return {"drive_id": drive_id, "path_on_host": str(path), "is_root_device": root,
+            "is_read_only": read_only, **extra}
+
+
+def vm_config(drives: list[dict[str, object]], boot_args: str, initrd: bool = True,
+              vcpus: int = 1, mem: int = 256) -> dict[str, object]:
+    boot: dict[str, object] = {"kernel_image_path": str(GUEST / "vmlinux"),
+                               "boot_args": boot_args}
+    if initrd:
+        boot["initrd_path"] = str(GUEST / "initramfs.cpio")
+    return {"boot-source": boot, "drives": drives,
+            "machine-config": {"vcpu_count": vcpus, "mem_size_mib": mem}}
+
+
+def run_script_args(device: str) -> str:
+    """Boot arguments that make the initramfs run ``sh <device>``."""
+    return f"{BASE_ARGS} ember.action=run ember.run=sh,{device}"
+
+
+def curl(sock: str, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+    """Firecracker's client of choice, as in its getting-started guide."""
+    argv = ["curl", "--silent", "--unix-socket", sock, "-i", "-X", method,
+            f"http://localhost{path}", "-H", "Accept: application/json",
+            "-H", "Content-Type: application/json"]
+    if body is not None:
+        argv += ["-d", body]
+    done = subprocess.run(argv, capture_output=True, timeout=60)
+    text = done.stdout.decode(errors="replace")
+    status = int(text.split()[1]) if text.startswith("HTTP/") else 0
+    return status, text
+
+
+def wait_for_socket(path: str, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def report(name: str, **fields: object) -> None:
+    print("EMBER-SCENARIO " + json.dumps({"name": name, **fields}), flush=True)
+
+
+def run_all(scenarios: dict[str, Callable[[Path], None]], names: list[str], workdir: Path) -> None:
+    for name in names or list(scenarios):
+        sub = workdir / name
+        sub.mkdir()
+        try:
+            scenarios[name](sub)
+        except Exception as err:  # the pytest side shows it next to the scenario's name
+            report(name, error=f"{type(err).__name__}: {err}")
