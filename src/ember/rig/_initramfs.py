@@ -21,6 +21,9 @@ EXCHANGE_TAG = "rigio"
 EXCHANGE_MOUNT = "/run/ember-rig"
 # Printed on the console right before the command starts; the rig strips it and what precedes.
 READY_MARKER = b"\x1e@@ember-rig:ready@@\x1e"
+# Printed after the command; the rig strips it and what follows, and answers with ACK + "\n".
+END_MARKER = b"\x1e@@ember-rig:end@@\x1e"
+ACK = b"ember-rig-ack"
 
 _P9 = "trans=virtio,version=9p2000.L,msize=512000"
 
@@ -45,13 +48,28 @@ mount -t proc proc $n/proc && mount -t sysfs sysfs $n/sys && mount -t devtmpfs d
   mkdir -p $n{EXCHANGE_MOUNT} && mount --move /x $n{EXCHANGE_MOUNT} || fail "chroot mounts"
 x=$n{EXCHANGE_MOUNT}
 . $x/mode.sh
-stty -F /dev/ttyS0 $STTY0 && stty -F /dev/ttyS1 $STTY1 || fail "stty"
+# Hold both ports open for the whole run: a last close shuts a port down and the next open
+# clears the UART FIFOs, losing input that arrived meanwhile and output not yet sent.
+exec 3<>/dev/ttyS0 4<>/dev/ttyS1
+stty $STTY0 <&3 && stty $STTY1 <&4 || fail "stty"
 echo 0 >/proc/sys/kernel/printk
-printf '{READY_MARKER.decode()}' >/dev/ttyS0
-setsid -c env -i chroot $n /bin/sh {EXCHANGE_MOUNT}/job.sh <>/dev/ttyS0 >&0 2>/dev/ttyS1
+printf '{READY_MARKER.decode()}' >&3
+# The session leader owns ttyS0 as controlling tty (^C reaches the command as SIGINT). When a
+# session leader exits, the kernel hangs its tty up and discards unsent output: so the leader
+# is a shell that survives ^C (a handler, not an ignore, which exec would pass on), waits for
+# the command, and drains the output (stty's TCSADRAIN) before it exits.
+setsid -c sh -c 'trap : INT QUIT; env -i chroot "$0" /bin/sh "$1"; rc=$?; stty -echo; exit $rc' \
+  $n {EXCHANGE_MOUNT}/job.sh <&3 >&3 2>&4 3<&- 4<&-
 echo $? >$x/status
-# stty waits for the output queue to drain (TCSADRAIN) before power goes.
-stty -F /dev/ttyS0 -echo; stty -F /dev/ttyS1 -echo
+exec 3<>/dev/ttyS0
+# Drain stderr too and reset the modes; then the end marker, which the rig answers once
+# everything before it has arrived: only then does the power go.
+stty $STTY0 <&3; stty $STTY1 <&4
+printf '{END_MARKER.decode()}' >&3
+i=0
+while [ $i -lt 40 ]; do
+  line=; read -t 5 line <&3; [ "$line" = {ACK.decode()} ] && break; i=$((i + 1))
+done
 poweroff -f
 """
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from ember.rig import _exchange, _proc, _qemu
-from ember.rig._initramfs import READY_MARKER, ensure_initramfs
+from ember.rig._initramfs import ACK, END_MARKER, READY_MARKER, ensure_initramfs
 from ember.rig._kernel import ensure_kernel
 from ember.rig.errors import L1Error
 
@@ -123,6 +123,8 @@ class _Pump:
         self.started = time.monotonic()
         self.ready_at: float | None = None
         self.boot = bytearray()
+        self.held = b""
+        self.ended = False
         self.diag = bytearray()
         self.pending = bytearray(streams.stdin_data)
         self.stdin_open = streams.stdin_fd is not None
@@ -163,8 +165,10 @@ class _Pump:
 
     def _read_console(self, fd: int) -> None:
         data = _read_some(fd)
+        if self.ended:
+            return
         if self.ready_at is not None:
-            self.streams.stdout(data)
+            self._pass_output(data)
             return
         self.boot += data
         at = self.boot.find(READY_MARKER)
@@ -174,8 +178,22 @@ class _Pump:
                 self.streams.on_ready(self.ready_at)
             rest = bytes(self.boot[at + len(READY_MARKER) :])
             del self.boot[at:]
-            if rest:
-                self.streams.stdout(rest)
+            self._pass_output(rest)
+
+    def _pass_output(self, data: bytes) -> None:
+        """Forward the command's output up to the end marker; hold back only a possible
+        start of the marker until the next bytes tell."""
+        held = self.held + data
+        at = held.find(END_MARKER)
+        if at >= 0:
+            self.ended = True
+            self.pending += b"\n" + ACK + b"\n"
+            held, self.held = held[:at], b""
+        else:
+            keep = _marker_prefix_len(held, END_MARKER)
+            held, self.held = held[: len(held) - keep], held[len(held) - keep :]
+        if held:
+            self.streams.stdout(held)
 
     def _read_stderr(self, fd: int) -> None:
         self.streams.stderr(_read_some(fd))
@@ -199,7 +217,7 @@ class _Pump:
         if self.qemu_out >= 0:
             want[self.qemu_out] = (selectors.EVENT_READ, self._read_qemu)
         ready = self.ready_at is not None
-        if ready and self.pending:
+        if ready and self.pending and self.qemu_out >= 0:
             want[self.fifos.s0_in] = (selectors.EVENT_WRITE, self._write_l1)
         fd = self.streams.stdin_fd
         if ready and fd is not None and self.stdin_open and len(self.pending) < _MAX_PENDING:
@@ -258,10 +276,20 @@ class _Pump:
                                                                     self._read_stderr)):
             while _readable(fd):
                 read(fd)
+        if self.held and not self.ended:
+            self.streams.stdout(self.held)
 
     def failure_log(self) -> str:
         text = (bytes(self.boot) + b"\n" + bytes(self.diag)).decode(errors="replace")
         return text.strip()[-_LOG_LIMIT:]
+
+
+def _marker_prefix_len(data: bytes, marker: bytes) -> int:
+    """Length of the longest end of `data` that begins `marker`."""
+    for n in range(min(len(data), len(marker) - 1), 0, -1):
+        if marker.startswith(data[-n:]):
+            return n
+    return 0
 
 
 def _read_some(fd: int) -> bytes:
