@@ -1,0 +1,99 @@
+"""`python -m bench [--quick] [--runs N]`: the whole bench; see bench/__init__.py."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import apisock, report, runs, vmms
+from bench.inner import JSON_PREFIX
+from bench.process import BenchError
+from bench.stats import Table
+
+OUT = vmms.ROOT / "build" / "bench"
+RIG = Path(sys.executable).parent / "ember-rig"
+HOST_READY = "exec -> control socket answers (this host)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench")
+    p.add_argument("--quick", action="store_true", help="1 run each, smallest sizes")
+    p.add_argument("--runs", type=int, default=None, help="runs per VMM (default 5, quick 1)")
+    p.add_argument("--parallel", type=int, default=4, help="microVMs in the creation test")
+    p.add_argument("--rig-timeout", type=float, default=None, help="seconds for the rig")
+    return p
+
+
+def host_ready(count: int, table: Table) -> str:
+    """exec → control socket ready on this host, where no guest needs to boot."""
+    work = Path(tempfile.mkdtemp(prefix="ember-bench-host-"))
+    guest = vmms.Guest(qemu_cpu=host_cpu(work))
+    setup = runs.Setup(guest, work, None, 0, 60.0)  # type: ignore[arg-type]
+    for i in range(count):
+        for vmm in runs.order(i):
+            runs.ready_round(vmm, setup, table, HOST_READY)
+    return guest.qemu_cpu
+
+
+def host_cpu(work: Path) -> str:
+    """`host` where QEMU accepts it with this KVM (a nested KVM may refuse it), else `max`,
+    else QEMU's default model."""
+    for cpu in ("host", "max"):
+        try:
+            apisock.qemu_ready(vmms.Guest(qemu_cpu=cpu), work, 60.0)
+        except BenchError:
+            continue
+        return cpu
+    return "qemu64"
+
+
+def rig_rounds(args: argparse.Namespace, runs_each: int) -> dict[str, object]:
+    """Run bench.inner through ember-rig; the last BENCH-JSON payload it printed."""
+    argv = [str(RIG), "run", "--quiet", "--timeout", str(args.rig_timeout), "--",
+            sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
+            "--parallel", str(args.parallel)]
+    if args.quick:
+        argv.append("--quick")
+    last: dict[str, object] = {}
+    with subprocess.Popen(argv, cwd=vmms.ROOT, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(JSON_PREFIX):
+                last = json.loads(line[len(JSON_PREFIX):])
+                report.write(OUT, last, partial=True)
+            else:
+                sys.stderr.write(line)
+    last["rig_status"] = proc.returncode
+    return last
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    runs_each = args.runs or (1 if args.quick else 5)
+    if args.quick:
+        args.parallel = min(args.parallel, 2)
+    if args.rig_timeout is None:
+        args.rig_timeout = 1800.0 if args.quick else 10800.0
+    OUT.mkdir(parents=True, exist_ok=True)
+    host = Table()
+    print("bench: exec -> socket ready on this host", file=sys.stderr, flush=True)
+    host_cpu_model = host_ready(runs_each, host)
+    inner = rig_rounds(args, runs_each)
+    results = report.merge(host, host_cpu_model, inner)
+    report.write(OUT, results, partial=False)
+    print(report.text(results))
+    if "error" in inner or not inner.get("done"):
+        print(f"bench: the guest runs did not finish: {inner.get('error', 'rig failed')}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
