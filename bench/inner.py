@@ -58,7 +58,7 @@ def config_note(s: runs.Setup) -> dict[str, object]:
         "ember_config": vmms.ember_config(drive_guest),
         "qemu": vmms.qemu(drive_guest).shell(),
         "qemu_cache": s.guest.qemu_cache,
-        "cmdline": s.guest.cmdline,
+        "cmdline": {EMBER: s.guest.cmdline(EMBER), QEMU: s.guest.cmdline(QEMU)},
         "block_plan": s.plan.__dict__,
         "parallel": s.parallel,
     }

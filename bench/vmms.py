@@ -19,9 +19,12 @@ ROOT = Path(__file__).resolve().parents[1]
 GUEST = ROOT / "build" / "guest"
 EMBER_BIN = str(Path(sys.executable).parent / "ember")
 QEMU_BIN = "qemu-system-x86_64"
-# reboot=t: a triple fault ends both VMMs promptly (ember exits 0 on KVM_EXIT_SHUTDOWN,
-# QEMU with -no-reboot); microvm has no i8042, so reboot=k would not.
-BASE_CMDLINE = "console=ttyS0 reboot=t panic=1 pci=off"
+# How the guest's `reboot -f` ends each VMM. ember: Firecracker's reboot=k, a reset through
+# the i8042. QEMU's microvm has no i8042; reboot=a resets through ACPI, and -no-reboot
+# turns the reset into an exit. (reboot=t, a triple fault, would do for both, but under
+# the nested rig a triple fault in the guest now and then takes the L1 VM down with it.)
+REBOOT = {EMBER: "reboot=k", QEMU: "reboot=a"}
+BASE_CMDLINE = "console=ttyS0 {reboot} panic=1 pci=off"
 # The machine's optional legacy devices are off: the guest needs only the serial port.
 QEMU_MACHINE = "microvm,x-option-roms=off,isa-serial=on,rtc=off,pit=off,pic=off"
 
@@ -40,9 +43,9 @@ class Guest:
     qemu_cpu: str = "host"
     qemu_cache: str = "none"
 
-    @property
-    def cmdline(self) -> str:
-        return f"{BASE_CMDLINE} {self.extra_args}".strip()
+    def cmdline(self, vmm: str) -> str:
+        base = BASE_CMDLINE.format(reboot=REBOOT[vmm])
+        return f"{base} {self.extra_args}".strip()
 
     @property
     def mem_bytes(self) -> int:
@@ -71,7 +74,7 @@ class Launch:
 def ember_config(guest: Guest) -> dict[str, object]:
     config: dict[str, object] = {
         "boot-source": {"kernel_image_path": str(guest.kernel),
-                        "initrd_path": str(guest.initrd), "boot_args": guest.cmdline},
+                        "initrd_path": str(guest.initrd), "boot_args": guest.cmdline(EMBER)},
         "machine-config": {"vcpu_count": guest.vcpus, "mem_size_mib": guest.mem_mib},
     }
     if guest.drive is not None:
@@ -101,7 +104,7 @@ def qemu(guest: Guest, *, qmp_sock: Path | None = None) -> Launch:
             "-smp", str(guest.vcpus), "-m", str(guest.mem_mib),
             "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
             "-serial", "stdio", "-kernel", str(guest.qemu_kernel),
-            "-initrd", str(guest.initrd), "-append", guest.cmdline]
+            "-initrd", str(guest.initrd), "-append", guest.cmdline(QEMU)]
     if guest.drive is not None:
         argv += ["-drive", f"file={guest.drive},format=raw,if=none,id=data,"
                  f"cache={guest.qemu_cache},aio=threads",
