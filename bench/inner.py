@@ -26,6 +26,7 @@ JSON_PREFIX = "BENCH-JSON "
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.inner")
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--first-round", type=int, default=0, help="index of the first round")
     p.add_argument("--quick", action="store_true", help="smallest sizes, profile in-line")
     p.add_argument("--parallel", type=int, default=4)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per VMM run")
@@ -37,7 +38,7 @@ def say(message: str) -> None:
 
 
 def emit(table: Table, config: dict[str, object], extra: dict[str, object]) -> None:
-    payload = {"rows": table.rows(), "config": config, **extra}
+    payload = {"rows": table.rows(), "samples": table.to_json(), "config": config, **extra}
     print(JSON_PREFIX + json.dumps(payload), flush=True)
 
 
@@ -130,9 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick_prefix = profile.prefix(spy, work / "quick.spy") if args.quick and spy else None
     retries = Retries()
     try:
-        for i in range(args.runs):
+        for n, i in enumerate(range(args.first_round, args.first_round + args.runs), 1):
             one_round(i, s, table, quick_prefix, retries)
-            emit(table, config, {"rounds": i + 1, "retries": retries.failures})
+            emit(table, config, {"rounds": n, "retries": retries.failures})
         say("profiling one ember boot")
         text = (profile_boot_quick(work) if quick_prefix else
                 retries.run("profile", lambda: profile_boot(s, work / "p.spy")))

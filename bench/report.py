@@ -19,8 +19,9 @@ FOOTER_NOTES = (
 )
 
 
-def merge(host: Table, host_cpu: str, inner: dict[str, object]) -> dict[str, object]:
-    rows = [*host.rows(), *_list(inner.get("rows"))]
+def merge(host: Table, guests: Table, host_cpu: str,
+          inner: dict[str, object]) -> dict[str, object]:
+    rows = [*host.rows(), *guests.rows()]
     config = dict(_dict(inner.get("config")))
     config["host_qemu_cpu"] = host_cpu
     return {**inner, "rows": rows, "config": config}
@@ -59,5 +60,6 @@ def text(results: dict[str, object]) -> str:
               f"QEMU drive cache: {config.get('qemu_cache')} (cache=none needs O_DIRECT, "
               "which the rig's tmpfs overlay lacks)",
               f"QEMU -cpu on this host (socket-ready row): {config.get('host_qemu_cpu')}",
-              f"rounds: {results.get('rounds')}"]
+              f"rounds: {results.get('rounds')} in {results.get('rig_sessions')} rig "
+              f"session(s); retried runs: {results.get('retries') or 'none'}"]
     return format_table(_list(results.get("rows")), footer)

@@ -92,3 +92,21 @@ class Table:
 
     def rows(self) -> list[dict[str, object]]:
         return [m.row() for m in self.metrics.values()]
+
+    def to_json(self) -> dict[str, dict[str, object]]:
+        """Every sample, to carry a table across processes (see merge_json)."""
+        return {m.name: {"unit": m.unit, "note": m.note, "samples": m.samples}
+                for m in self.metrics.values()}
+
+    def merge_json(self, data: object) -> None:
+        """Add the samples of a to_json() dict (ignores anything malformed)."""
+        if not isinstance(data, dict):
+            return
+        for name, entry in data.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("samples"), dict):
+                continue
+            metric = self.metric(str(name), str(entry.get("unit", "")), str(entry.get("note", "")))
+            for vmm, values in entry["samples"].items():
+                for value in values if isinstance(values, list) else []:
+                    if isinstance(value, int | float):
+                        metric.add(str(vmm), float(value))

@@ -1,3 +1,5 @@
+import json
+
 from bench.stats import EMBER, QEMU, Metric, Table, format_table, ratio
 
 
@@ -56,3 +58,19 @@ def test_format_table_aligns_columns_and_adds_the_footer() -> None:
     assert lines[3].split()[-3:] == ["-", "-", "1"]
     assert lines[-1] == "footer line"
     assert len({len(line) for line in lines[:4]}) <= 2
+
+
+def test_tables_merge_across_sessions() -> None:
+    first, second = Table(), Table()
+    first.add("boot", "ms", EMBER, 1.0)
+    first.add("boot", "ms", QEMU, 2.0)
+    second.add("boot", "ms", EMBER, 3.0)
+    second.add("rss", "MiB", QEMU, 9.0, note="n")
+    merged = Table()
+    for table in (first, second):
+        merged.merge_json(json.loads(json.dumps(table.to_json())))
+    merged.merge_json({"bad": 1, "worse": {"samples": {"ember": ["x", None]}}})
+    rows = {r["metric"]: r for r in merged.rows()}
+    assert rows["boot"]["ember"] == 2.0 and rows["boot"]["runs"] == 1
+    assert rows["rss"]["qemu"] == 9.0 and rows["rss"]["note"] == "n"
+    assert rows["worse"]["runs"] == 0
