@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
@@ -63,9 +64,17 @@ class Vmm:
                 if at >= 0:
                     return at + len(needle)
                 left = deadline - time.monotonic()
-                if left <= 0 or not self._reader.is_alive():
+                if left <= 0 or not self._reader.is_alive() or self._exited_and_drained():
                     return -1
-                self._cond.wait(min(left, 1.0))
+                self._cond.wait(min(left, 0.5))
+
+    def _exited_and_drained(self) -> bool:
+        """The process is gone and its last output has been read (the slave end stays open
+        here, so the terminal never reports end of file)."""
+        if self.proc.poll() is None:
+            return False
+        ready, _, _ = select.select([self._master], [], [], 0.2)
+        return not ready
 
     def type(self, text: str) -> None:
         """Type like a person: one key at a time."""

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from ember._sys.cpuid import hypervisor_signature
 from ember.arch.x86_64 import cpuid, layout, msrs, regs
 from ember.arch.x86_64.acpi import AcpiConfigError, MmioDevice
 from ember.devices.boot_timer import BootTimer
@@ -196,6 +197,16 @@ def _configure_vcpu(fd: VcpuFd, supported: list[KvmCpuidEntry2], plan: BootPlan,
     fd.set_lapic(regs.configure_lint(fd.get_lapic()))
 
 
+def _guest_cpuid(kvm: Kvm) -> list[KvmCpuidEntry2]:
+    supported = kvm.supported_cpuid()
+    if hypervisor_signature() == cpuid.TCG_SIGNATURE:
+        log.warning("ember runs under QEMU's software emulation (TCG), whose nested "
+                    "virtualization mishandles guest XSAVE state: hiding XSAVE and AVX "
+                    "from the guest")
+        supported = cpuid.without_xsave(supported)
+    return supported
+
+
 def _boot_logger(vm_start: list[Vm]) -> BootTimer:
     def on_boot() -> None:
         vm = vm_start[0]
@@ -288,7 +299,7 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
         mmio.register(layout.BOOT_TIMER_START, layout.MMIO_DEVICE_WINDOW, _boot_logger(holder),
                       locks["timer"])
     install_kick_handler()
-    supported = kvm.supported_cpuid()
+    supported = _guest_cpuid(kvm)
     vcpus = []
     for index in range(machine.vcpu_count):
         fd = vm_fd.create_vcpu(index)

@@ -4,7 +4,7 @@ import struct
 
 from ember.arch.x86_64 import gdt, layout, mptable, paging, regs
 from ember.arch.x86_64.bootparams import E820_RAM, BootParams, e820_map
-from ember.arch.x86_64.cpuid import Topology, vcpu_cpuid
+from ember.arch.x86_64.cpuid import Topology, vcpu_cpuid, without_xsave
 from ember.kvm._structs import KvmCpuidEntry2, KvmLapicState, KvmSregs
 
 MIB = 1 << 20
@@ -145,3 +145,16 @@ def test_lapic_lint_modes() -> None:
     lvt0 = struct.unpack("<I", bytes(state.regs[0x350:0x354]))[0]
     lvt1 = struct.unpack("<I", bytes(state.regs[0x360:0x364]))[0]
     assert (lvt0 >> 8) & 7 == 7 and (lvt1 >> 8) & 7 == 4
+
+
+def test_without_xsave_hides_xsave_and_avx() -> None:
+    table = [_entry(1, ecx=0xFFFFFFFF), _entry(7, 0, ebx=0xFFFFFFFF, ecx=0xFFFFFFFF),
+             _entry(0xD, 0, eax=7), _entry(0xD, 1), _entry(0x8000_0001, ecx=0xFFFFFFFF),
+             _entry(0)]
+    out = without_xsave(table)
+    assert [e.function for e in out] == [1, 7, 0x8000_0001, 0]
+    assert not out[0].ecx & ((1 << 26) | (1 << 27) | (1 << 28))
+    assert out[0].ecx & (1 << 31) and out[0].ecx & 1  # hypervisor bit and SSE3 stay
+    assert not out[1].ebx & (1 << 5) and out[1].ebx & (1 << 0)  # AVX2 gone, FSGSBASE stays
+    assert not out[2].ecx & (1 << 16)
+    assert table[0].ecx == 0xFFFFFFFF

@@ -35,6 +35,20 @@ LEAF_AMD_SIZES = 0x8000_0008
 LEAF_AMD_TOPOLOGY = 0x8000_001E
 
 
+# XSAVE and the features that need it (Intel SDM vol. 2A CPUID; AMD APM vol. 3 E.4).
+LEAF1_ECX_XSAVE_FAMILY = (1 << 12) | (1 << 26) | (1 << 27) | (1 << 28) | (1 << 29)  # FMA,
+# XSAVE, OSXSAVE, AVX, F16C
+LEAF_EXT_FEATURES = 0x7
+LEAF7_EBX_AVX_FAMILY = ((1 << 5) | (1 << 16) | (1 << 17) | (1 << 21) | (1 << 26) | (1 << 27)
+                        | (1 << 28) | (1 << 30) | (1 << 31))  # AVX2 and AVX-512 subsets
+LEAF7_ECX_AVX_FAMILY = (1 << 1) | (1 << 6) | (1 << 11) | (1 << 12) | (1 << 14)  # VBMI*, VNNI…
+LEAF_XSTATE = 0xD
+LEAF_AMD_EXT_FEATURES = 0x8000_0001
+AMD_ECX_VEX_FAMILY = (1 << 11) | (1 << 16)  # XOP, FMA4
+# QEMU's software emulation announces itself with this hypervisor signature.
+TCG_SIGNATURE = "TCGTCGTCGTCG"
+
+
 @dataclass(frozen=True)
 class Topology:
     cpu_index: int
@@ -107,5 +121,30 @@ def vcpu_cpuid(supported: list[KvmCpuidEntry2], topo: Topology) -> list[KvmCpuid
             _amd_sizes(e, topo)
         elif fn == LEAF_AMD_TOPOLOGY:
             _amd_topology(e, topo)
+        out.append(e)
+    return out
+
+
+def without_xsave(entries: list[KvmCpuidEntry2]) -> list[KvmCpuidEntry2]:
+    """The same CPUID table with XSAVE, and everything that needs XSAVE state, hidden.
+
+    Used when ember itself runs inside QEMU's software emulation (TCG) with nested SVM:
+    there, a guest's CPUID leaf 0xD does not follow the XCR0 it sets (the size in EBX
+    stays at the x87+SSE value), Linux finds the XSAVE layout inconsistent and turns XSAVE
+    off again during boot, and that switch now and then ends in a triple fault. A guest
+    that never sees XSAVE uses FXSAVE from the start.
+    """
+    out = []
+    for src in entries:
+        e = _copy(src)
+        if e.function == LEAF_XSTATE:
+            continue
+        if e.function == LEAF_FEATURES:
+            e.ecx &= ~LEAF1_ECX_XSAVE_FAMILY & 0xFFFFFFFF
+        elif e.function == LEAF_EXT_FEATURES and e.index == 0:
+            e.ebx &= ~LEAF7_EBX_AVX_FAMILY & 0xFFFFFFFF
+            e.ecx &= ~LEAF7_ECX_AVX_FAMILY & 0xFFFFFFFF
+        elif e.function == LEAF_AMD_EXT_FEATURES:
+            e.ecx &= ~AMD_ECX_VEX_FAMILY & 0xFFFFFFFF
         out.append(e)
     return out
