@@ -31,7 +31,7 @@ from ember.vmm.config import Drive, VmConfig
 from ember.vmm.console import InputPump, RawTerminal, SerialSink
 from ember.vmm.device_manager import DeviceLimitError, DeviceManager, EdgeIrq, Slot
 from ember.vmm.event_loop import EventLoop
-from ember.vmm.vcpu import EXIT_FAILURE, Vcpu, install_kick_handler
+from ember.vmm.vcpu import EXIT_OK, Vcpu, install_kick_handler
 
 log = logging.getLogger("ember.vmm")
 
@@ -127,7 +127,8 @@ class Vm:
         return self._exit_code
 
     def stop(self) -> None:
-        self._finish(EXIT_FAILURE if self._exit_code is None else self._exit_code, kick=True)
+        """Stop every vCPU (the host asked: not a failure unless one already happened)."""
+        self._finish(EXIT_OK if self._exit_code is None else self._exit_code, kick=True)
         for vcpu in self.vcpus:
             vcpu.join(2.0)
 
