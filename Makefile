@@ -53,7 +53,8 @@ demo: deps venv guest
 	$(VENV)/bin/ember-rig run -- scripts/demo.sh
 
 bench: deps venv guest
-	@echo "make bench: not available yet"; exit 1
+	@test -x $(VENV)/bin/py-spy || $(VPY) -m pip install -q py-spy
+	$(VPY) -m bench $(if $(BENCH_QUICK),--quick)
 
 clean:
 	rm -rf build $(VENV)

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first-round", type=int, default=0, help="index of the first round")
     p.add_argument("--quick", action="store_true", help="smallest sizes, profile in-line")
     p.add_argument("--parallel", type=int, default=4)
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per VMM run")
+    p.add_argument("--timeout", type=float, default=400.0, help="seconds per VMM run")
     return p
 
 
