@@ -223,6 +223,39 @@ def rate_limited(work: Path) -> None:
            metrics=metrics.read_text()[-6000:] if metrics.exists() else "")
 
 
+def writeback_ctrl_alt_del(work: Path) -> None:
+    """A Writeback drive: the guest's fsync of the device reaches the disk through FLUSH
+    (fdatasync); then
+    SendCtrlAltDel over the API reboots the guest through the i8042 and ember exits 0."""
+    rootfs = work / "rootfs.ext4"
+    shutil.copy(GUEST / "rootfs.ext4", rootfs)
+    data = work / "data.img"
+    data.write_bytes(bytes(MIB))
+    sock = str(work / "api.sock")
+    metrics = work / "metrics.json"
+    config = vm_config([drive("rootfs", rootfs, root=True),
+                        drive("data", data, cache_type="Writeback")], BASE_ARGS, initrd=False)
+    vmm = Vmm(["--api-sock", sock, "--config-file", write_config(work / "vm.json", config),
+               "--metrics-path", str(metrics)], "writeback")
+    steps = []
+    pos = vmm.wait_for(b"login: ", BOOT_TIMEOUT)
+    steps.append(("login prompt", pos >= 0))
+    vmm.type("root\r")
+    pos = vmm.wait_for(b"Password: ", 60, max(pos, 0))
+    vmm.type("root\r")
+    pos = vmm.wait_for(b"# ", 60, max(pos, 0))
+    steps.append(("shell", pos >= 0))
+    vmm.type("echo written-back | dd of=/dev/vdb conv=notrunc,fsync && sync && echo EMBER-FLUSHED\r")
+    pos = vmm.wait_for(b"EMBER-FLUSHED\r\n", 60, max(pos, 0))
+    steps.append(("flushed", pos >= 0))
+    on_disk = data.read_bytes()[:13]
+    status = curl(sock, "PUT", "/actions", json.dumps({"action_type": "SendCtrlAltDel"}))[0]
+    code = vmm.wait(180)
+    report("writeback-cad", steps=steps, on_disk=on_disk.decode(errors="replace"),
+           cad_status=status, returncode=code, console=vmm.text()[-3000:],
+           metrics=metrics.read_text()[-8000:] if metrics.exists() else "")
+
+
 SCENARIOS = {
     "seed-login": seed_login,
     "integrity": integrity,
@@ -230,6 +263,7 @@ SCENARIOS = {
     "shared-rootfs": shared_rootfs,
     "resize": resize,
     "rate-limited": rate_limited,
+    "writeback-cad": writeback_ctrl_alt_del,
 }
 
 

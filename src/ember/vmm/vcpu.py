@@ -10,6 +10,7 @@ import ctypes
 import logging
 import mmap
 import signal
+import struct
 import threading
 from collections.abc import Callable
 
@@ -21,7 +22,7 @@ from ember.kvm.exits import (
     exit_name,
 )
 from ember.kvm.system import VcpuFd
-from ember.vmm.bus import MmioBus, PioBus
+from ember.vmm.bus import MmioBus, PioBus, PioDevice
 
 log = logging.getLogger("ember.vcpu")
 
@@ -37,6 +38,25 @@ EXIT_SYSTEM_EVENT = int(ExitReason.SYSTEM_EVENT)
 # Exit code the VM ends with: 0 for a guest-initiated reset/shutdown, 1 for a failure.
 EXIT_OK = 0
 EXIT_FAILURE = 1
+
+
+# struct kvm_run: the exit union starts at byte 32; its io member is
+# { __u8 direction; __u8 size; __u16 port; __u32 count; __u64 data_offset; }.
+KVM_RUN_EXIT_OFFSET = 32
+IO_EXIT = struct.Struct("<BBHIQ")
+
+
+def _string_io(page: mmap.mmap, device: PioDevice, offset: int, direction: int, size: int,
+               count: int, off: int) -> None:
+    """Wider or repeated port I/O (``rep outsb``, 16/32-bit accesses), one element at a time."""
+    end = off + size * count
+    if direction == KVM_EXIT_IO_OUT:
+        for i in range(off, end, size):
+            device.write(offset, int.from_bytes(page[i:i + size], "little"))
+    else:
+        mask = (1 << 8 * size) - 1
+        for i in range(off, end, size):
+            page[i:i + size] = (device.read(offset) & mask).to_bytes(size, "little")
 
 
 def install_kick_handler() -> None:
@@ -101,29 +121,30 @@ class Vcpu:
     def _loop(self) -> int | None:
         fd = self.fd
         run = fd.kvm_run
-        io = run.u.io
         mmio = run.u.mmio
         page = fd.run_map
         counts = self.exit_counts
         ports = self._pio.ports
+        enter = fd.run
+        decode_io = IO_EXIT.unpack_from
         while True:
-            reason = fd.run()
+            reason = enter()
             counts[reason if reason < MAX_EXIT_REASON else 0] += 1
             if reason == EXIT_IO:
-                entry = ports.get(io.port)
+                direction, size, port, count, off = decode_io(page, KVM_RUN_EXIT_OFFSET)
+                entry = ports.get(port)
                 if entry is None:
-                    self._unhandled_io(page, io.direction, io.size, io.count, io.data_offset)
+                    self._unhandled_io(page, direction, size, count, off)
                     continue
                 device, offset, lock = entry
-                size, count, off = io.size, io.count, io.data_offset
                 with lock:
-                    if io.direction == KVM_EXIT_IO_OUT:
-                        for i in range(off, off + size * count, size):
-                            device.write(offset, int.from_bytes(page[i:i + size], "little"))
+                    if size == 1 and count == 1:  # the common case: one byte (UART, i8042)
+                        if direction == KVM_EXIT_IO_OUT:
+                            device.write(offset, page[off])
+                        else:
+                            page[off] = device.read(offset) & 0xFF
                     else:
-                        for i in range(off, off + size * count, size):
-                            page[i:i + size] = (device.read(offset) & ((1 << 8 * size) - 1)
-                                                ).to_bytes(size, "little")
+                        _string_io(page, device, offset, direction, size, count, off)
             elif reason == EXIT_MMIO:
                 self._mmio_exit(mmio)
             elif reason == EXIT_INTR:
