@@ -245,7 +245,9 @@ def writeback_ctrl_alt_del(work: Path) -> None:
     vmm.type("root\r")
     pos = vmm.wait_for(b"# ", 60, max(pos, 0))
     steps.append(("shell", pos >= 0))
-    vmm.type("echo written-back | dd of=/dev/vdb conv=notrunc,fsync && sync && echo EMBER-FLUSHED\r")
+    # The quotes keep the typed command's own echo from matching the marker.
+    vmm.type("echo written-back | dd of=/dev/vdb conv=notrunc,fsync && sync"
+             " && echo EMBER-FLUSH''ED\r")
     pos = vmm.wait_for(b"EMBER-FLUSHED\r\n", 60, max(pos, 0))
     steps.append(("flushed", pos >= 0))
     on_disk = data.read_bytes()[:13]

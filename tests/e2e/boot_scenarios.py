@@ -74,17 +74,17 @@ def sigterm_restores_terminal(work: Path) -> None:
            restored=after == before, stdout=vmm.text()[-2000:], stderr=vmm.stderr())
 
 
-def _scenario(kernel: str, vcpus: int, extra: str = "") -> object:
-    return lambda work: _boot(work, work.name, _config(kernel, vcpus, extra))
+def _scenario(name: str, kernel: str, vcpus: int, extra: str = "") -> object:
+    return lambda work: _boot(work, name, _config(kernel, vcpus, extra))
 
 
 VMLINUX, BZIMAGE = str(GUEST / "vmlinux"), str(GUEST / "bzImage")
 SCENARIOS = {
-    "elf-1cpu": _scenario(VMLINUX, 1),
-    "elf-2cpu": _scenario(VMLINUX, 2),
-    "bzimage-2cpu": _scenario(BZIMAGE, 2),
-    "cmdline": _scenario(VMLINUX, 1, "ember.probe=cmdline-7f3a"),
-    "panic": _scenario(VMLINUX, 1, "ember.action=panic"),
+    "elf-1cpu": _scenario("elf-1cpu", VMLINUX, 1),
+    "elf-2cpu": _scenario("elf-2cpu", VMLINUX, 2),
+    "bzimage-2cpu": _scenario("bzimage-2cpu", BZIMAGE, 2),
+    "cmdline": _scenario("cmdline", VMLINUX, 1, "ember.probe=cmdline-7f3a"),
+    "panic": _scenario("panic", VMLINUX, 1, "ember.action=panic"),
     "missing-kernel": lambda work: _boot(work, "missing-kernel",
                                          _config(str(work / "no-such-vmlinux"), 1)),
     "corrupt-kernel": lambda work: _boot(work, "corrupt-kernel",

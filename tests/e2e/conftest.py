@@ -45,6 +45,10 @@ def parse_scenarios(stdout: str) -> dict[str, dict[str, object]]:
         if line.startswith(SCENARIO_PREFIX):
             result = json.loads(line[len(SCENARIO_PREFIX):])
             results[result["name"]] = result
+            if result.get("attempts", 1) != 1:
+                print(f"scenario {result['name']}: the guest triple-faulted before its init "
+                      f"under emulation; result from attempt {result['attempts']}",
+                      file=sys.stderr)
     return results
 
 

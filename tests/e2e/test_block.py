@@ -86,3 +86,16 @@ def test_bandwidth_rate_limiter_holds_reads_back(block_results: Results) -> None
                     for line in lines)
     assert throttled > 0, r["metrics"]
     assert r["returncode"] == 0
+
+
+def test_writeback_flush_and_ctrl_alt_del(block_results: Results) -> None:
+    r = _get(block_results, "writeback-cad")
+    assert all(ok for _step, ok in r["steps"]), (r["steps"], r["console"])  # type: ignore[attr-defined]
+    assert r["on_disk"] == "written-back\n"
+    assert r["cad_status"] == 204
+    assert r["returncode"] == 0, r["console"]
+    lines = [json.loads(line) for line in str(r["metrics"]).splitlines() if line.strip()]
+    flushes = sum(line.get("block_data", {}).get("flush_count", 0) for line in lines)
+    assert flushes > 0, r["metrics"]
+    resets = sum(line.get("i8042", {}).get("reset_count", 0) for line in lines)
+    assert resets == 1
