@@ -38,6 +38,8 @@ log = logging.getLogger("ember.vmm")
 # The i8042 answers at 0x60 (data) and 0x64 (status/command): one 5-port window.
 I8042_WINDOW = 5
 MIB = 1 << 20
+# How long ending the VM waits for each vCPU thread to leave KVM_RUN.
+VCPU_JOIN_TIMEOUT_S = 2.0
 
 
 class StartError(Exception):
@@ -60,6 +62,7 @@ class Vm:
         self._pump: InputPump | None = None
         self._done = threading.Event()
         self._exit_code: int | None = None
+        self._finishing = False
         self._lock = threading.Lock()
         self.state = "Not started"
         self._loop: EventLoop | None = None
@@ -129,18 +132,19 @@ class Vm:
     def stop(self) -> None:
         """Stop every vCPU (the host asked: not a failure unless one already happened)."""
         self._finish(EXIT_OK if self._exit_code is None else self._exit_code, kick=True)
-        for vcpu in self.vcpus:
-            vcpu.join(2.0)
+        self._done.wait(VCPU_JOIN_TIMEOUT_S * (len(self.vcpus) + 1))  # if another thread ends it
 
     # -- internals ---------------------------------------------------------------------
     def _finish(self, code: int, kick: bool = True) -> None:
+        """End the VM once: stop the vCPUs and helpers, restore the terminal, log the exits,
+        and only then let ``wait`` return (the caller may exit the process right away)."""
         with self._lock:
             if self._exit_code is None:
                 self._exit_code = code
-            first = not self._done.is_set()
-            self._done.set()
-        if not first:
-            return
+            if self._finishing:
+                return
+            self._finishing = True
+            code = self._exit_code
         for vcpu in self.vcpus:
             vcpu.stopping = True
             vcpu.resumed.set()
@@ -152,9 +156,13 @@ class Vm:
             self._loop.stop()
         if self._terminal is not None:
             self._terminal.restore()
+        for vcpu in self.vcpus:
+            if not vcpu.is_current_thread():
+                vcpu.join(VCPU_JOIN_TIMEOUT_S)
         self.state = "Stopped"
         exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
         log.info("Vmm is stopping with exit code %d. vCPU exits: %s", code, exits or "none")
+        self._done.set()
 
     def on_vcpu_exit(self, code: int) -> None:
         """A vCPU ended the VM (guest reset, shutdown, or a fatal exit)."""

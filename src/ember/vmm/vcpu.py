@@ -102,6 +102,9 @@ class Vcpu:
             except ProcessLookupError:
                 pass
 
+    def is_current_thread(self) -> bool:
+        return self._thread is threading.current_thread()
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread.ident is not None:
             self._thread.join(timeout)
