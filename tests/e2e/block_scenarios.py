@@ -36,7 +36,7 @@ from harness import (  # noqa: E402
 )
 
 MIB = 1 << 20
-BOOT_TIMEOUT = 240
+BOOT_TIMEOUT = 180
 
 
 def _sha(path: Path) -> str:

@@ -28,7 +28,7 @@ from harness import (  # noqa: E402
 )
 
 MARKER = b"EMBER-GUEST-INIT"
-TIMEOUT_S = 240
+TIMEOUT_S = 180
 
 
 def _config(kernel: str, vcpus: int, extra_args: str = "") -> dict[str, object]:
@@ -45,7 +45,7 @@ def _boot(work: Path, name: str, config: dict[str, object]) -> None:
     marker_s = None
     if vmm.wait_for(MARKER, TIMEOUT_S) >= 0:
         marker_s = time.monotonic() - started
-    code = vmm.wait(TIMEOUT_S)
+    code = vmm.wait(TIMEOUT_S if marker_s is not None else 5)
     report(name, returncode=code, marker_s=marker_s, wall_s=time.monotonic() - started,
            stdout=vmm.text(), stderr=vmm.stderr(),
            log=log.read_text(errors="replace") if log.exists() else "")

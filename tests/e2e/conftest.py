@@ -25,14 +25,18 @@ def require_guest_images() -> None:
         pytest.fail(f"guest images missing in {GUEST}: {', '.join(missing)}; run `make guest`")
 
 
-def run_in_rig(argv: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run argv through the rig from the repository root; fail the test if the rig breaks."""
+def run_in_rig(argv: list[str], timeout: float, fail: bool = True) -> tuple[int, str, str]:
+    """Run argv through the rig from the repository root; fail the test if the rig breaks
+    (or, with ``fail=False``, let the rig's error through to the caller)."""
     from ember.rig import RigError, run
 
     try:
         done = run(argv, cwd=str(ROOT), timeout=timeout)
     except RigError as err:
-        pytest.fail(f"the rig could not run: {err}")
+        if not fail:
+            raise
+        log = getattr(err, "log", "")
+        pytest.fail(f"the rig could not run: {err}\n{str(log)[-4000:]}")
     if done.l1_start_s is not None:
         print(f"rig: L1 started in {done.l1_start_s:.1f} s", file=sys.stderr)
     return done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(
@@ -53,10 +57,20 @@ def parse_scenarios(stdout: str) -> dict[str, dict[str, object]]:
 
 
 def run_scenarios(script_name: str) -> dict[str, dict[str, object]]:
-    """Run every scenario of one script in a single rig session (one L1 boot)."""
+    """Run every scenario of one script in a single rig session (one L1 boot).
+
+    The L1 VM itself (QEMU's software emulation) has been seen to stop in the middle of a
+    session; then the session is run once more, and the test output says so."""
     require_guest_images()
     script = str(ROOT / "tests" / "e2e" / script_name)
-    code, out, err = run_in_rig([sys.executable, script], timeout=1800)
+    from ember.rig import L1Error
+
+    try:
+        code, out, err = run_in_rig([sys.executable, script], timeout=1800, fail=False)
+    except L1Error as first:
+        print(f"{script_name}: the L1 VM stopped ({first}); running the session again:\n"
+              f"{first.log[-2000:]}", file=sys.stderr)
+        code, out, err = run_in_rig([sys.executable, script], timeout=1800)
     results = parse_scenarios(out)
     if code != 0 or not results:
         pytest.fail(f"{script_name} did not run (exit {code}):\n{out[-3000:]}\n{err[-3000:]}")

@@ -26,10 +26,10 @@ BASE_ARGS = "console=ttyS0 reboot=k panic=1 pci=off"
 SCRIPT_PAD = 64 * 1024
 
 
-# Under QEMU's software emulation (the rig's L1) a guest now and then triple-faults early in
-# boot, before its init runs, whatever the VMM: the same was seen with QEMU's own microvm as
-# the inner VMM. Such a boot says nothing about ember, so its scenario is run again; the
-# number of attempts is part of the report.
+# Under QEMU's software emulation (the rig's L1) a guest now and then triple-faults or stalls
+# early in boot, before its init runs; stalls were seen with QEMU's own microvm as the inner
+# VMM too. Such a boot says nothing about ember, so its scenario is run again; the number of
+# attempts is part of the report.
 TRIPLE_FAULT = b"guest shut down (triple fault"
 INIT_REACHED = (b"Run /init as init process", b"Run /sbin/init as init process")
 MAX_ATTEMPTS = 3
@@ -43,6 +43,7 @@ class Vmm:
     def __init__(self, args: list[str], name: str) -> None:
         self.name = name
         self.log_path = args[args.index("--log-path") + 1] if "--log-path" in args else None
+        self.timed_out = False
         _started.append(self)
         master, slave = pty.openpty()
         self._master = master
@@ -103,6 +104,7 @@ class Vmm:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            self.timed_out = True
             self.kill()
             self.proc.wait()
             return None
@@ -116,11 +118,12 @@ class Vmm:
         return self.output.decode(errors="replace")
 
     def faulted_before_init(self) -> bool:
-        """The guest died by a triple fault before its init ran (see TRIPLE_FAULT)."""
+        """The guest triple-faulted or stalled before its init ran (see TRIPLE_FAULT)."""
         said = bytes(self.output)
         if self.log_path and os.path.exists(self.log_path):
             said += Path(self.log_path).read_bytes()
-        return TRIPLE_FAULT in said and not any(m in said for m in INIT_REACHED)
+        died = TRIPLE_FAULT in said or self.timed_out
+        return died and not any(m in said for m in INIT_REACHED)
 
 
 def write_config(path: Path, config: dict[str, object]) -> str:

@@ -27,6 +27,10 @@ class L1Config:
     cpus: int = 2
 
 
+# EMBER_RIG_TCG_THREAD=single|multi: QEMU's TCG threading for the L1 VM.
+TCG_THREAD_ENV = "EMBER_RIG_TCG_THREAD"
+
+
 def qemu_binary() -> str:
     path = shutil.which(QEMU)
     if path is None:
@@ -39,7 +43,7 @@ def command(cfg: L1Config) -> list[str]:
     return [
         qemu_binary(),
         "-M", "q35",
-        "-accel", "tcg,thread=multi",
+        "-accel", f"tcg,thread={os.environ.get(TCG_THREAD_ENV, 'multi')}",
         "-cpu", "EPYC,+svm,+npt",
         "-m", str(cfg.memory_mib),
         "-smp", str(cfg.cpus),
