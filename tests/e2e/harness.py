@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def write_config(path: Path, config: dict[str, object]) -> str:
     return str(path)
 
 
-def script_drive(path: Path, script: str, blobs: list[bytes] = ()) -> list[int]:  # type: ignore[assignment]
+def script_drive(path: Path, script: str, blobs: Sequence[bytes] = ()) -> list[int]:
     """A raw drive holding a shell script (run with ``sh /dev/vdX``), then data blobs at
     512-byte-aligned offsets after the first 64 KiB; returns the blobs' sector numbers."""
     text = script.encode()

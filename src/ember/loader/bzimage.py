@@ -30,7 +30,6 @@ SECTOR_SIZE = 512
 DEFAULT_SETUP_SECTS = 4  # "if this field is 0, the real value is 4"
 # The 64-bit entry point is 0x200 bytes into the protected-mode kernel.
 ENTRY_64_OFFSET = 0x200
-HEADER_READ_SIZE = 0x1000
 
 
 @dataclass(frozen=True)

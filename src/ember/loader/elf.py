@@ -20,6 +20,8 @@ EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 PHDR = struct.Struct("<IIQQQQQQ")
 # A kernel has a handful of program headers; refuse absurd counts from a corrupt file.
 MAX_PROGRAM_HEADERS = 64
+# How much of a kernel image the parsers need to see: the ELF and program headers of a
+# vmlinux, or the setup header of a bzImage, both lie in its first page.
 HEADER_READ_SIZE = 4096
 
 

@@ -52,10 +52,6 @@ class GuestMemory:
         self._bases = [r.base for r in self.regions]
         self._views = [memoryview(r.mapping) for r in self.regions]
 
-    @property
-    def total_size(self) -> int:
-        return sum(r.size for r in self.regions)
-
     def _find(self, addr: int, length: int) -> tuple[int, int]:
         i = bisect.bisect_right(self._bases, addr) - 1
         if i < 0 or length < 0:
@@ -84,12 +80,6 @@ class GuestMemory:
         except GuestMemoryError:
             return False
         return True
-
-    def read_u32(self, addr: int) -> int:
-        return int.from_bytes(self.view(addr, 4), "little")
-
-    def read_u64(self, addr: int) -> int:
-        return int.from_bytes(self.view(addr, 8), "little")
 
     def close(self) -> None:
         for v in self._views:

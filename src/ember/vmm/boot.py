@@ -11,6 +11,7 @@ from ember.arch.x86_64 import acpi, gdt, layout, mptable, paging
 from ember.arch.x86_64.acpi import MmioDevice
 from ember.arch.x86_64.bootparams import BootParams, e820_map
 from ember.loader import (
+    HEADER_READ_SIZE,
     KernelLayout,
     LoaderError,
     encode_cmdline,
@@ -21,8 +22,6 @@ from ember.loader import (
     parse_elf,
 )
 from ember.memory import GuestMemory, GuestMemoryError
-
-HEADER_READ_SIZE = 4096
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,6 @@ class EventLoop:
     def add(self, fd: int, callback: Callable[[], None]) -> None:
         self._selector.register(fd, selectors.EVENT_READ, callback)
 
-    def remove(self, fd: int) -> None:
-        self._selector.unregister(fd)
-
     def call_later(self, delay_ns: int, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the loop's thread after ``delay_ns`` (thread-safe)."""
         with self._timer_lock:
