@@ -33,8 +33,22 @@ SCRIPT_PAD = 64 * 1024
 TRIPLE_FAULT = b"guest shut down (triple fault"
 INIT_REACHED = (b"Run /init as init process", b"Run /sbin/init as init process")
 MAX_ATTEMPTS = 3
+# The pytest side stops the rig session when the script prints nothing for a while (the
+# emulated L1 has been seen to freeze); the heartbeat says the session is alive.
+HEARTBEAT = "EMBER-ALIVE"
+HEARTBEAT_S = 15.0
+NAMES = "EMBER-SCENARIO-NAMES "
+# One attempt of any scenario finishes well within this; past it the attempt's ember
+# processes are shown (state, kernel wait channel) and killed, so that the session goes on.
+ATTEMPT_LIMIT_S = 420.0
 _started: list[Vmm] = []
 _pending: list[dict[str, object]] = []
+_print_lock = threading.Lock()
+
+
+def say(line: str) -> None:
+    with _print_lock:
+        print(line, flush=True)
 
 
 class Vmm:
@@ -193,23 +207,57 @@ def report(name: str, **fields: object) -> None:
     _pending.append({"name": name, **fields})
 
 
+def _describe(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError as err:
+        return f"pid {pid}: {err}"
+    return f"pid {pid}: state {stat}, waiting in {wchan or '-'}"
+
+
+def _overrun(name: str, stop: threading.Event) -> None:
+    """Kill the attempt's ember processes when it runs past ATTEMPT_LIMIT_S."""
+    if stop.wait(ATTEMPT_LIMIT_S):
+        return
+    live = [vmm for vmm in list(_started) if vmm.proc.poll() is None]
+    print(f"scenario {name}: still running after {ATTEMPT_LIMIT_S:g} s; killing "
+          + "; ".join(_describe(vmm.proc.pid) for vmm in live), file=sys.stderr, flush=True)
+    for vmm in live:
+        vmm.timed_out = True
+        vmm.kill()
+
+
 def _attempt(scenario: Callable[[Path], None], name: str, workdir: Path) -> bool:
     """Run once; True if the result stands (no guest died of the rig's triple fault)."""
     _started.clear()
     _pending.clear()
     workdir.mkdir()
+    stop = threading.Event()
+    threading.Thread(target=_overrun, args=(name, stop), daemon=True).start()
     try:
         scenario(workdir)
     except Exception as err:  # the pytest side shows it next to the scenario's name
         report(name, error=f"{type(err).__name__}: {err}")
+    finally:
+        stop.set()
     return not any(vmm.faulted_before_init() for vmm in _started)
 
 
+def _heartbeat() -> None:
+    while True:
+        time.sleep(HEARTBEAT_S)
+        say(HEARTBEAT)
+
+
 def run_all(scenarios: dict[str, Callable[[Path], None]], names: list[str], workdir: Path) -> None:
+    """Run the named scenarios (all when none are named), printing one result line each."""
+    say(NAMES + json.dumps(list(scenarios)))
+    threading.Thread(target=_heartbeat, daemon=True).start()
     for name in names or list(scenarios):
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if _attempt(scenarios[name], name, workdir / f"{name}-{attempt}"):
                 break
         for result in _pending:
             result["attempts"] = attempt
-            print("EMBER-SCENARIO " + json.dumps(result), flush=True)
+            say("EMBER-SCENARIO " + json.dumps(result))

@@ -136,6 +136,19 @@ def test_python_api_captures_and_times_out(monkeypatch: pytest.MonkeyPatch) -> N
     assert time.monotonic() - started < 60
 
 
+def test_python_api_stops_a_silent_command_and_keeps_its_output(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A silence limit is how callers catch a frozen L1; the output so far comes back."""
+    monkeypatch.setenv("EMBER_RIG", "nested")
+    started = time.monotonic()
+    with pytest.raises(ember.rig.L1Error, match="printed nothing for 5 s") as stopped:
+        ember.rig.run(["sh", "-c", "echo before; echo err-before >&2; sleep 600"],
+                      cwd=str(ROOT), timeout=300, silence_limit=5)
+    assert stopped.value.stdout == b"before\n"
+    assert stopped.value.stderr == b"err-before\n"
+    assert time.monotonic() - started < 120
+
+
 def test_probe_agrees_with_the_cpu() -> None:
     """Without VMX/SVM in the host's CPU flags no KVM here runs guests natively, so the
     rig must choose the nested path on its own."""

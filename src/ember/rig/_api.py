@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ember.rig import _session
 from ember.rig._mode import Mode, choose
+from ember.rig.errors import L1Error
 
 TIMEOUT_STATUS = _session.TIMEOUT_STATUS
 
@@ -38,6 +39,7 @@ def nested_request(
     memory_mib: int = 4096,
     cpus: int = 2,
     winsize: tuple[int, int] | None = None,
+    silence_limit: float | None = None,
 ) -> _session.Request:
     """A request for L1 from str/bytes arguments, defaults from this process."""
     return _session.Request(
@@ -48,6 +50,7 @@ def nested_request(
         memory_mib=memory_mib,
         cpus=cpus,
         timeout=timeout,
+        silence_limit=silence_limit,
     )
 
 
@@ -60,19 +63,26 @@ def run(
     stdin: bytes | None = None,
     memory_mib: int = 4096,
     cpus: int = 2,
+    silence_limit: float | None = None,
 ) -> CompletedRun:
     """Run `argv` where KVM boots Linux, directly or in an L1 VM (see `EMBER_RIG`).
 
     Output is captured; `stdin` bytes are the command's input (in L1 a line-oriented tty:
     keep lines under 4096 bytes); a timeout gives returncode 124. Raises RigError when
-    the rig itself cannot run.
+    the rig itself cannot run, and L1Error (carrying the output so far) when L1 stops or,
+    given `silence_limit`, the command prints nothing in L1 for that many seconds.
     """
     if choose() is Mode.DIRECT:
         return _run_direct(argv, cwd, env, timeout, stdin)
     out, err = bytearray(), bytearray()
     streams = _session.Streams(out.extend, err.extend, None, stdin or b"")
-    request = nested_request(argv, cwd, env, timeout=timeout, memory_mib=memory_mib, cpus=cpus)
-    outcome = _session.run(request, streams)
+    request = nested_request(argv, cwd, env, timeout=timeout, memory_mib=memory_mib, cpus=cpus,
+                             silence_limit=silence_limit)
+    try:
+        outcome = _session.run(request, streams)
+    except L1Error as exc:
+        exc.stdout, exc.stderr = bytes(out), bytes(err)
+        raise
     return CompletedRun(outcome.returncode, bytes(out), bytes(err), outcome.l1_start_s,
                         Mode.NESTED)
 

@@ -48,6 +48,9 @@ class Request:
     memory_mib: int = 4096
     cpus: int = 2
     timeout: float | None = None
+    # Once L1 is up, this many seconds without a byte from the command count as L1 having
+    # stalled (for commands that print regularly); None: no such limit.
+    silence_limit: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Outcome:
     l1_start_s: float | None
     timed_out: bool = False
     signal: int | None = None
+    silent_s: float | None = None
 
 
 @dataclass
@@ -122,6 +126,7 @@ class _Pump:
         self.sel = selectors.DefaultSelector()
         self.started = time.monotonic()
         self.ready_at: float | None = None
+        self.last_output = self.started
         self.boot = bytearray()
         self.held = b""
         self.ended = False
@@ -165,6 +170,7 @@ class _Pump:
 
     def _read_console(self, fd: int) -> None:
         data = _read_some(fd)
+        self.last_output = time.monotonic()
         if self.ended:
             return
         if self.ready_at is not None:
@@ -196,6 +202,7 @@ class _Pump:
             self.streams.stdout(held)
 
     def _read_stderr(self, fd: int) -> None:
+        self.last_output = time.monotonic()
         self.streams.stderr(_read_some(fd))
 
     def _read_qemu(self, fd: int) -> None:
@@ -247,8 +254,9 @@ class _Pump:
             return True
         return False
 
-    def run(self, timeout: float | None, wakeup_r: int) -> Outcome:
-        """Move bytes until QEMU exits, a signal arrives or the timeout passes."""
+    def run(self, timeout: float | None, wakeup_r: int, silence: float | None = None) -> Outcome:
+        """Move bytes until QEMU exits, a signal arrives, the timeout passes or (once L1
+        is up) the command stays silent for `silence` seconds."""
         deadline = None if timeout is None else self.started + timeout
         self.wakeup_r = wakeup_r
         while self.qemu_out >= 0 and self.proc.poll() is None:
@@ -257,6 +265,11 @@ class _Pump:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return self._stop(timed_out=True)
+            if silence is not None and self.ready_at is not None:
+                quiet_left = self.last_output + silence - time.monotonic()
+                if quiet_left <= 0:
+                    return self._stop(timed_out=True, silent_s=silence)
+                left = quiet_left if left is None else min(left, quiet_left)
             if self._sync():
                 continue
             for key, _ in self.sel.select(left):
@@ -265,11 +278,12 @@ class _Pump:
         self._drain_outputs()
         return Outcome(-1, self.ready_at)
 
-    def _stop(self, *, sig: int | None = None, timed_out: bool = False) -> Outcome:
+    def _stop(self, *, sig: int | None = None, timed_out: bool = False,
+              silent_s: float | None = None) -> Outcome:
         _proc.stop(self.proc, sig or signal.SIGTERM)
         self._drain_outputs()
         code = TIMEOUT_STATUS if timed_out else 128 + (sig or 0)
-        return Outcome(code, self.ready_at, timed_out, sig)
+        return Outcome(code, self.ready_at, timed_out, sig, silent_s)
 
     def _drain_outputs(self) -> None:
         for fd, read in ((self.fifos.s0_out, self._read_console), (self.fifos.s1_out,
@@ -354,7 +368,7 @@ def _run_in(tmp: Path, kernel: Path, initrd: Path, request: Request, streams: St
             proc = _proc.spawn(argv)
             try:
                 pump = _Pump(proc, fifos, streams, request.winsize is not None, caught)
-                outcome = pump.run(request.timeout, wakeup_r)
+                outcome = pump.run(request.timeout, wakeup_r, request.silence_limit)
             finally:
                 _proc.stop(proc)
     finally:
@@ -365,6 +379,9 @@ def _run_in(tmp: Path, kernel: Path, initrd: Path, request: Request, streams: St
 
 
 def _conclude(outcome: Outcome, exchange: Path, pump: _Pump) -> Outcome:
+    if outcome.silent_s is not None:
+        raise L1Error(f"the command printed nothing for {outcome.silent_s:g} s: L1 taken as "
+                      "stalled and stopped (log follows)", pump.failure_log())
     if outcome.timed_out or outcome.signal is not None:
         return outcome
     status = _exchange.read_status(exchange)

@@ -57,3 +57,5 @@ class L1Error(RigError):
     def __init__(self, message: str, log: str = "") -> None:
         super().__init__(message)
         self.log = log
+        self.stdout = b""  # what the command printed before L1 stopped
+        self.stderr = b""
