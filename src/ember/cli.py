@@ -18,14 +18,16 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ember import __version__
-from ember.api import ApiServer
 from ember.vmm.config import ConfigError, LoggerConfig, MetricsConfig, VmConfig
 from ember.vmm.controller import ActionError, Controller, InstanceStart, VmHandle, builder_factory
 from ember.vmm.logger import DEFAULT_INSTANCE_ID, InvalidLogLevel, Logger, LoggerError, parse_level
 from ember.vmm.metrics import Metrics, MetricsError, PeriodicFlusher
+
+if TYPE_CHECKING:
+    from ember.api import ApiServer
 
 log = logging.getLogger("ember")
 
@@ -237,6 +239,10 @@ class Launcher:
                                f"{path}: {err}") from err
 
     def _start_api(self) -> None:
+        # Imported here: with --no-api the HTTP stack (about a third of start-up imports)
+        # is never loaded.
+        from ember.api import ApiServer
+
         path = self.args.api_sock
         try:
             server = ApiServer(path, self.controller, self.metrics,

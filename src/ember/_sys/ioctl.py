@@ -10,7 +10,6 @@ The request numbers follow ``include/uapi/asm-generic/ioctl.h``::
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from typing import Any
 
@@ -56,7 +55,9 @@ def iowr(kind: int, nr: int, ctype: Any) -> int:
     return _ioc(IOC_READ | IOC_WRITE, kind, nr, ctypes.sizeof(ctype))
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The C library the interpreter itself is linked with (ctypes.util.find_library would run
+# ldconfig in a subprocess: milliseconds of start-up for a name that is always this one).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc_ioctl = _libc.ioctl
 _libc_ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 _libc_ioctl.restype = ctypes.c_int

@@ -146,6 +146,13 @@ class KvmIoeventfd(ctypes.Structure):
                 ("flags", u32), ("pad", u8 * 36)]
 
 
+class KvmCoalescedMmioZone(ctypes.Structure):
+    """struct kvm_coalesced_mmio_zone { __u64 addr; __u32 size; union { __u32 pad;
+        __u32 pio; }; };"""
+
+    _fields_ = [("addr", u64), ("size", u32), ("pio", u32)]
+
+
 class KvmRunIo(ctypes.Structure):
     """struct { __u8 direction; __u8 size; __u16 port; __u32 count; __u64 data_offset; } io;"""
 

@@ -126,6 +126,16 @@ class VmFd:
                              flags=flags)
         _call(self.fd, k.KVM_IOEVENTFD, req, "KVM_IOEVENTFD")
 
+    def register_coalesced_io(self, addr: int, size: int, pio: bool) -> None:
+        """Have KVM queue guest writes to [addr, addr + size) in the coalesced ring
+        (see ember.kvm.coalesced) instead of exiting."""
+        zone = s.KvmCoalescedMmioZone(addr=addr, size=size, pio=int(pio))
+        _call(self.fd, k.KVM_REGISTER_COALESCED_MMIO, zone, "KVM_REGISTER_COALESCED_MMIO")
+
+    def unregister_coalesced_io(self, addr: int, size: int, pio: bool) -> None:
+        zone = s.KvmCoalescedMmioZone(addr=addr, size=size, pio=int(pio))
+        _call(self.fd, k.KVM_UNREGISTER_COALESCED_MMIO, zone, "KVM_UNREGISTER_COALESCED_MMIO")
+
     def create_vcpu(self, index: int) -> VcpuFd:
         fd = _call(self.fd, k.KVM_CREATE_VCPU, index, "KVM_CREATE_VCPU")
         return VcpuFd(fd, index, self.kvm.vcpu_mmap_size)

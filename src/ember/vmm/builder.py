@@ -18,15 +18,19 @@ from ember.arch.x86_64 import cpuid, layout, msrs, regs
 from ember.arch.x86_64.acpi import AcpiConfigError, MmioDevice
 from ember.devices.boot_timer import BootTimer
 from ember.devices.legacy.i8042 import I8042
-from ember.devices.legacy.serial import REGISTER_COUNT, Serial16550
+from ember.devices.legacy.serial import IER_THRE, REGISTER_COUNT, Serial16550
+from ember.devices.legacy.serial import RBR_THR as SERIAL_THR
 from ember.devices.rate_limiter import RateLimiterConfig
 from ember.devices.virtio.block import BackingFileError, Block, FileBackend
 from ember.kvm import Kvm, KvmError, VcpuFd, VmFd
 from ember.kvm._structs import KvmCpuidEntry2
+from ember.kvm.coalesced import CoalescedRing
+from ember.kvm.ioctls import KVM_CAP_COALESCED_MMIO, KVM_CAP_COALESCED_PIO
 from ember.loader import LoaderError
 from ember.memory import GuestMemory
 from ember.vmm.boot import BootPlan, load_boot_image
 from ember.vmm.bus import MmioBus, PioBus
+from ember.vmm.coalesced_io import CoalescedPorts
 from ember.vmm.config import Drive, VmConfig
 from ember.vmm.console import InputPump, RawTerminal, SerialSink
 from ember.vmm.device_manager import DeviceLimitError, DeviceManager, EdgeIrq, Slot
@@ -67,17 +71,21 @@ class Vm:
         self.state = "Not started"
         self._loop: EventLoop | None = None
         self.blocks: dict[str, Block] = {}
+        self.coalesced: CoalescedPorts | None = None
         self.start_wall = 0.0
         self.start_cpu = 0.0
 
-    def attach_devices(self, loop: EventLoop, blocks: dict[str, Block]) -> None:
-        self._loop, self.blocks = loop, blocks
+    def attach_devices(self, loop: EventLoop, blocks: dict[str, Block],
+                       coalesced: CoalescedPorts | None = None) -> None:
+        self._loop, self.blocks, self.coalesced = loop, blocks, coalesced
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> None:
         self.start_wall, self.start_cpu = time.monotonic(), time.process_time()
         if self._loop is not None:
             self._loop.start()
+            if self.coalesced is not None:
+                self.coalesced.start_timer(self._loop)
         if self._serial_in is not None:
             if self._terminal is not None:
                 self._terminal.enter()
@@ -159,9 +167,14 @@ class Vm:
         for vcpu in self.vcpus:
             if not vcpu.is_current_thread():
                 vcpu.join(VCPU_JOIN_TIMEOUT_S)
+        if self.coalesced is not None:
+            self.coalesced.drain()  # the guest's last words are not lost
         self.state = "Stopped"
         exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
         log.info("Vmm is stopping with exit code %d. vCPU exits: %s", code, exits or "none")
+        if self.coalesced is not None:
+            log.info("Port writes taken from the coalesced ring (no exit): %d",
+                     self.coalesced.applied)
         self._done.set()
 
     def on_vcpu_exit(self, code: int) -> None:
@@ -277,6 +290,18 @@ def _full_cmdline(base: str, drives: list[Drive], slots: list[Slot]) -> str:
     return " ".join(p for p in parts if p)
 
 
+def _coalesced_ports(kvm: Kvm, vm_fd: VmFd, vcpus: list[Vcpu],
+                     pio: PioBus) -> list[CoalescedPorts]:
+    """The coalesced-write ring, where KVM offers coalesced port I/O (none otherwise)."""
+    if not vcpus or not kvm.check_extension(KVM_CAP_COALESCED_PIO):
+        return []
+    ring = CoalescedRing(vcpus[0].fd.run_map, kvm.check_extension(KVM_CAP_COALESCED_MMIO))
+    ports = CoalescedPorts(vm_fd, ring, pio.ports)
+    for vcpu in vcpus:
+        vcpu.coalesced = ports
+    return [ports]
+
+
 def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer: bool) -> Vm:
     boot, machine = config.boot_source, config.machine_config
     assert boot is not None
@@ -299,7 +324,13 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
                            [MmioDevice(s.base, s.size, s.gsi) for s in slots])
     locks = {"serial": threading.Lock(), "i8042": threading.Lock(), "timer": threading.Lock()}
     sink = SerialSink(serial_out)
-    serial = Serial16550(EdgeIrq(vm_fd, layout.SERIAL_COM1_IRQ), sink)
+    coalesced: list[CoalescedPorts] = []
+
+    def thre_irq_changed(enabled: bool) -> None:
+        if coalesced:
+            coalesced[0].set_port(layout.SERIAL_COM1_PORT + SERIAL_THR, not enabled)
+
+    serial = Serial16550(EdgeIrq(vm_fd, layout.SERIAL_COM1_IRQ), sink, thre_irq_changed)
     holder: list[Vm] = []
     i8042 = I8042(EdgeIrq(vm_fd, layout.I8042_IRQ), lambda: holder[0].on_reset())
     pio.register(layout.SERIAL_COM1_PORT, REGISTER_COUNT, serial, locks["serial"])
@@ -314,7 +345,10 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
         fd = vm_fd.create_vcpu(index)
         _configure_vcpu(fd, supported, plan, machine.vcpu_count)
         vcpus.append(Vcpu(fd, pio, mmio, lambda code: holder[0].on_vcpu_exit(code)))
+    coalesced.extend(_coalesced_ports(kvm, vm_fd, vcpus, pio))
+    if coalesced and not serial.ier & IER_THRE:
+        coalesced[0].set_port(layout.SERIAL_COM1_PORT + SERIAL_THR, True)
     vm = Vm(kvm, vm_fd, memory, vcpus, serial, i8042, locks, serial_in, sink)
-    vm.attach_devices(loop, blocks)
+    vm.attach_devices(loop, blocks, coalesced[0] if coalesced else None)
     holder.append(vm)
     return vm

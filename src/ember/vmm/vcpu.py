@@ -23,6 +23,7 @@ from ember.kvm.exits import (
 )
 from ember.kvm.system import VcpuFd
 from ember.vmm.bus import MmioBus, PioBus, PioDevice
+from ember.vmm.coalesced_io import CoalescedPorts
 
 log = logging.getLogger("ember.vcpu")
 
@@ -75,6 +76,7 @@ class Vcpu:
     def __init__(self, fd: VcpuFd, pio: PioBus, mmio: MmioBus,
                  on_exit: Callable[[int], None]) -> None:
         self.fd = fd
+        self.coalesced: CoalescedPorts | None = None
         self.index = fd.index
         self._pio = pio
         self._mmio = mmio
@@ -130,9 +132,16 @@ class Vcpu:
         ports = self._pio.ports
         enter = fd.run
         decode_io = IO_EXIT.unpack_from
+        coalesced = self.coalesced
+        # The coalesced ring's first/last words; writes queued there happened before this
+        # exit, so they are applied before it is handled.
+        ring = coalesced.ring.indices if coalesced else memoryview(bytearray(8)).cast("I")
+        drain = coalesced.drain if coalesced else None
         while True:
             reason = enter()
             counts[reason if reason < MAX_EXIT_REASON else 0] += 1
+            if ring[0] != ring[1] and drain is not None:
+                drain()
             if reason == EXIT_IO:
                 direction, size, port, count, off = decode_io(page, KVM_RUN_EXIT_OFFSET)
                 entry = ports.get(port)

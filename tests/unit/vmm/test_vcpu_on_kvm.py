@@ -79,3 +79,70 @@ def test_tiny_guest_serial_unowned_io_and_reset() -> None:
     counts = vcpu.counters()
     assert counts["io"] >= 7 and counts["mmio"] >= 1
     assert codes == []  # stopped by the host, not by a guest exit
+
+
+# THR writes while the THR-empty interrupt is off go to KVM's coalesced ring; the next
+# exit applies them first; with the interrupt on they exit; a timer applies the last ones.
+COALESCING_GUEST = bytes.fromhex(
+    "baf803" "b068ee" "b069ee"  # mov dx, 0x3f8; out 'h'; out 'i'   (coalesced)
+    "bafd03" "ec"               # mov dx, 0x3fd; in al, dx (LSR: exits, applies "hi")
+    "baf903" "b002ee"           # mov dx, 0x3f9; out 2 (IER: THR-empty interrupt on)
+    "baf803" "b071ee"           # out 'q' to THR: exits, raises the interrupt
+    "baf903" "b000ee"           # IER = 0: THR writes coalesced again
+    "baf803" "b07aee"           # out 'z' (coalesced)
+    "ebfe"                      # jmp $: no more exits; only the timer applies 'z'
+)
+
+
+def test_coalesced_thr_writes_keep_order_and_interrupt_semantics() -> None:
+    from ember.kvm.coalesced import CoalescedRing
+    from ember.kvm.ioctls import KVM_CAP_COALESCED_MMIO, KVM_CAP_COALESCED_PIO
+    from ember.vmm.coalesced_io import CoalescedPorts
+    from ember.vmm.event_loop import EventLoop
+
+    kvm = _kvm_or_fail()
+    if not kvm.check_extension(KVM_CAP_COALESCED_PIO):
+        pytest.skip("this KVM has no coalesced port I/O")
+    vm = kvm.create_vm()
+    vm.create_irqchip()
+    mem = GuestMemory([(0, 0x10000)])
+    vm.set_user_memory_region(0, 0, 0x10000, mem.regions[0].host_addr)
+    mem.write(CODE, COALESCING_GUEST)
+    out = bytearray()
+    irqs: list[int] = []
+    pio = PioBus()
+    holder: list[CoalescedPorts] = []
+    serial = Serial16550(lambda: irqs.append(len(out)), out.extend,
+                         lambda on: holder[0].set_port(0x3F8, not on))
+    pio.register(0x3F8, REGISTER_COUNT, serial, threading.Lock())
+    install_kick_handler()
+    fd = vm.create_vcpu(0)
+    ring = CoalescedRing(fd.run_map, kvm.check_extension(KVM_CAP_COALESCED_MMIO))
+    holder.append(CoalescedPorts(vm, ring, pio.ports))
+    holder[0].set_port(0x3F8, True)
+    sregs = fd.get_sregs()
+    sregs.cs.base, sregs.cs.selector = 0, 0
+    fd.set_sregs(sregs)
+    regs = fd.get_regs()
+    regs.rip, regs.rflags = CODE, 2
+    fd.set_regs(regs)
+    vcpu = Vcpu(fd, pio, MmioBus(), lambda code: None)
+    vcpu.coalesced = holder[0]
+    loop = EventLoop()
+    loop.start()
+    holder[0].start_timer(loop)
+    vcpu.start()
+    try:
+        for _ in range(100):
+            if bytes(out) == b"hiqz":
+                break
+            threading.Event().wait(0.05)
+    finally:
+        vcpu.stopping = True
+        vcpu.kick()
+        vcpu.join(5)
+        loop.stop()
+    assert bytes(out) == b"hiqz"
+    assert irqs == [2, 3]  # on enabling (THR empty), then right as 'q' was written
+    assert vcpu.counters()["io"] == 4  # LSR read, IER on, 'q', IER off: no exit per 'h' 'i' 'z'
+    assert holder[0].applied == 3

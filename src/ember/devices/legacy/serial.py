@@ -56,9 +56,13 @@ DEFAULT_DIVISOR = 12  # 9600 baud at 1.8432 MHz
 class Serial16550:
     """COM port state. Not thread-safe: the caller serializes accesses."""
 
-    def __init__(self, interrupt: Callable[[], None], sink: Callable[[bytes], None]) -> None:
+    def __init__(self, interrupt: Callable[[], None], sink: Callable[[bytes], None],
+                 thre_irq_changed: Callable[[bool], None] | None = None) -> None:
         self._interrupt = interrupt
         self._sink = sink
+        # Told when the guest turns the THR-empty interrupt on or off (see
+        # ember.vmm.coalesced_io: THR writes need no exit while it is off).
+        self._thre_irq_changed = thre_irq_changed
         self._rx: deque[int] = deque()
         self.ier = 0
         self.lcr = 0x03  # 8N1
@@ -177,6 +181,8 @@ class Serial16550:
     def _write_ier(self, value: int) -> None:
         before = self.ier
         self.ier = value & IER_MASK
+        if (before ^ self.ier) & IER_THRE and self._thre_irq_changed is not None:
+            self._thre_irq_changed(bool(self.ier & IER_THRE))
         if self.ier & IER_THRE and not before & IER_THRE:
             self._thre_pending = True
         if (self.ier & IER_THRE and self._thre_pending) or (self.ier & IER_RDA and self._rx):
