@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import apisock, report, runs, vmms
-from bench.inner import JSON_PREFIX
+from bench.inner import HEARTBEAT, JSON_PREFIX
 from bench.process import BenchError
 from bench.stats import Table
 
@@ -22,6 +22,8 @@ RIG_SESSIONS = 2
 # A guest boots in under a minute even in the rig; one that hangs (it happens there now
 # and then) should cost little before its retry.
 QUICK_VM_TIMEOUT_S = 240
+# bench.inner prints a heartbeat every 15 s: this long without a line means L1 froze.
+SILENCE_LIMIT_S = 120
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,7 +60,8 @@ def host_cpu(work: Path) -> str:
 
 def rig_session(args: argparse.Namespace, runs_each: int, first: int) -> dict[str, object]:
     """Run bench.inner through ember-rig; the last BENCH-JSON payload it printed."""
-    argv = [str(RIG), "run", "--quiet", "--timeout", str(args.rig_timeout), "--",
+    argv = [str(RIG), "run", "--quiet", "--timeout", str(args.rig_timeout),
+            "--silence-limit", str(SILENCE_LIMIT_S), "--",
             sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
             "--first-round", str(first), "--parallel", str(args.parallel)]
     if args.quick:
@@ -71,6 +74,8 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int) -> dict[st
             if line.startswith(JSON_PREFIX):
                 last = json.loads(line[len(JSON_PREFIX):])
                 report.write(OUT, last, partial=True)
+            elif line.rstrip("\n") == HEARTBEAT:
+                continue
             else:
                 sys.stderr.write(line)
     last["rig_status"] = proc.returncode
@@ -81,17 +86,21 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table) -> dict[s
     """All rounds, in as few rig sessions as possible: when the L1 VM dies mid-way (it
     now and then does under emulation), a new session runs the rounds still missing."""
     done, last, sessions = 0, {}, 0
+    retried: list[object] = []
     while sessions < RIG_SESSIONS:
         sessions += 1
         last = rig_session(args, runs_each - done, done)
         table.merge_json(last.get("samples"))
         rounds = last.get("rounds")
         done += rounds if isinstance(rounds, int) else 0
+        failures = last.get("retries")
+        retried += failures if isinstance(failures, list) else []
         if last.get("done") or "error" in last:
             break
+        retried.append(f"rig session {sessions} ended early (status {last.get('rig_status')})")
         print(f"bench: rig session {sessions} ended early after {done} rounds; "
               "starting another", file=sys.stderr, flush=True)
-    return {**last, "rounds": done, "rig_sessions": sessions}
+    return {**last, "rounds": done, "rig_sessions": sessions, "retries": retried}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.parallel = min(args.parallel, 2)
     if args.rig_timeout is None:
-        args.rig_timeout = 900.0 if args.quick else 10800.0
+        args.rig_timeout = 600.0 if args.quick else 10800.0
     OUT.mkdir(parents=True, exist_ok=True)
     host = Table()
     print("bench: exec -> socket ready on this host", file=sys.stderr, flush=True)

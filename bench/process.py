@@ -13,10 +13,16 @@ from types import TracebackType
 from bench.vmms import Launch
 
 INIT_MARK = "EMBER-GUEST-INIT"
+KILL_WAIT_S = 30.0
 
 
 class BenchError(Exception):
     """A measurement could not be taken (the VMM failed or timed out); the message says how."""
+
+
+class WedgedError(BenchError):
+    """A VMM survived SIGKILL: the kernel it runs on (the rig's L1) is stuck, and only a new
+    rig session helps."""
 
 
 class Running:
@@ -87,7 +93,12 @@ class Running:
     def kill(self) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            try:
+                self.proc.wait(KILL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                # Seen under the nested rig: a VMM whose vCPU is wedged in L1's KVM.
+                raise WedgedError(f"{self.launch.vmm} pid {self.proc.pid} survived SIGKILL "
+                                  f"for {KILL_WAIT_S:g} s") from None
         self._reader.join(5)
 
     def log_text(self) -> str:

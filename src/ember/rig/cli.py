@@ -1,9 +1,10 @@
-"""`ember-rig run [--memory MiB] [--cpus N] [--timeout S] -- CMD ARGS...`
+"""`ember-rig run [--memory MiB] [--cpus N] [--timeout S] [--silence-limit S] -- CMD ARGS...`
 
 Runs CMD, in the current directory and environment, where KVM boots stock Linux guests:
 directly if the host's /dev/kvm can, else inside an L1 VM (QEMU TCG, emulated AMD SVM).
 Its output streams live; its exit status becomes the rig's (124 on timeout, 125 when
-the rig itself fails). Set EMBER_RIG=direct or EMBER_RIG=nested to force a mode.
+the rig itself fails, including when the command printed nothing for --silence-limit
+seconds, which is how a frozen L1 shows). Set EMBER_RIG=direct or EMBER_RIG=nested to force a mode.
 """
 
 import argparse
@@ -33,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus", type=int, default=2, metavar="N", help="L1 vCPUs")
     run.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                      help="kill L1 after this long and exit 124")
+    run.add_argument("--silence-limit", type=float, default=None, metavar="SECONDS",
+                     help="stop L1 (exit 125) when the command prints nothing for this long")
     run.add_argument("-q", "--quiet", action="store_true", help="no `L1 ready` line")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return parser
@@ -70,7 +73,8 @@ def _run_nested(args: argparse.Namespace, command: list[str]) -> int:
     terminal = _tty.is_terminal(0, 1)
     winsize = _tty.window_size(1) if terminal else None
     request = nested_request(command, None, None, timeout=args.timeout,
-                             memory_mib=args.memory, cpus=args.cpus, winsize=winsize)
+                             memory_mib=args.memory, cpus=args.cpus, winsize=winsize,
+                             silence_limit=args.silence_limit)
     out, err = _writer(1), _writer(2)
 
     def ready(seconds: float) -> None:
