@@ -9,13 +9,14 @@ allows one level of indirection only (2.7.5.3.1), and reports a broken ring as
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ember.memory import GuestMemory, GuestMemoryError
 
 # 2.7.5 The Virtqueue Descriptor Table: struct virtq_desc { le64 addr; le32 len; le16 flags;
 # le16 next; }
 DESC = struct.Struct("<QIHH")
+DESC_SIZE = DESC.size
 VIRTQ_DESC_F_NEXT = 1
 VIRTQ_DESC_F_WRITE = 2
 VIRTQ_DESC_F_INDIRECT = 4
@@ -35,15 +36,15 @@ class QueueError(Exception):
     """The guest broke the virtqueue protocol; the device must be reset."""
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(NamedTuple):
+    """One guest buffer of a chain (checked to lie wholly in guest memory)."""
+
     addr: int
     length: int
     writable: bool
 
 
-@dataclass(frozen=True)
-class Chain:
+class Chain(NamedTuple):
     head: int
     descriptors: tuple[Descriptor, ...]
 
@@ -110,16 +111,27 @@ class Queue:
     def _follow(self, mem: GuestMemory, table: int, count: int, index: int,
                 top_level: bool) -> tuple[Descriptor, ...]:
         """Walk one chain through ``table``; at most ``count`` steps, so loops end."""
+        # The whole table in one bounds-checked view: this loop runs once per buffer of
+        # every request, so it does no more than unpack, check and append.
+        try:
+            raw = mem.view(table, DESC.size * count)
+        except GuestMemoryError as err:
+            raise QueueError(str(err)) from None
+        unpack, contains = DESC.unpack_from, mem.contains
         out: list[Descriptor] = []
+        append = out.append
         for _ in range(count):
             if index >= count:
                 raise QueueError(f"descriptor index {index} is outside a {count}-entry table")
-            addr, length, flags, nxt = DESC.unpack(mem.view(table + DESC.size * index, DESC.size))
+            addr, length, flags, nxt = unpack(raw, DESC_SIZE * index)
             if flags & VIRTQ_DESC_F_INDIRECT:
                 if not top_level or out or flags & VIRTQ_DESC_F_NEXT:
                     raise QueueError("an indirect table must be the only descriptor of a chain")
                 return self._indirect(mem, addr, length)
-            out.append(self._descriptor(mem, addr, length, flags))
+            if not contains(addr, length):
+                raise QueueError(f"descriptor buffer {addr:#x}+{length:#x} is outside guest "
+                                 "memory")
+            append(Descriptor(addr, length, flags & VIRTQ_DESC_F_WRITE != 0))
             if not flags & VIRTQ_DESC_F_NEXT:
                 return tuple(out)
             index = nxt
@@ -132,12 +144,6 @@ class Queue:
         if not mem.contains(table, length):
             raise QueueError("indirect descriptor table outside guest memory")
         return self._follow(mem, table, length // DESC.size, 0, top_level=False)
-
-    @staticmethod
-    def _descriptor(mem: GuestMemory, addr: int, length: int, flags: int) -> Descriptor:
-        if not mem.contains(addr, length):
-            raise QueueError(f"descriptor buffer {addr:#x}+{length:#x} is outside guest memory")
-        return Descriptor(addr, length, bool(flags & VIRTQ_DESC_F_WRITE))
 
     # -- used ring ---------------------------------------------------------------------
     def add_used(self, mem: GuestMemory, head: int, written: int) -> None:

@@ -49,24 +49,29 @@ def _vectored(call: object, fd: int, views: Sequence[memoryview], offset: int) -
     """Transfer every byte of ``views`` (short transfers are continued); returns the total."""
     assert callable(call)
     total = sum(len(v) for v in views)
+    n = call(fd, views[:IOV_MAX], offset) if views else 0
+    if n == total:  # the usual case: one call moved everything
+        return n
     done = 0
     pending = list(views)
     while pending:
-        n = call(fd, pending[:IOV_MAX], offset + done)
         if n <= 0:
             raise OSError(5, "short transfer: the backing file ended early")
         done += n
         pending = _advance(pending, n)
+        if pending:
+            n = call(fd, pending[:IOV_MAX], offset + done)
     assert done == total
     return done
 
 
 def _advance(views: list[memoryview], n: int) -> list[memoryview]:
-    while n and views:
-        if n >= len(views[0]):
-            n -= len(views[0])
-            views = views[1:]
-        else:
-            views = [views[0][n:], *views[1:]]
-            n = 0
-    return views
+    """The views left after ``n`` bytes of them were transferred."""
+    skip = 0
+    while skip < len(views) and n >= len(views[skip]):
+        n -= len(views[skip])
+        skip += 1
+    rest = views[skip:]
+    if n and rest:
+        rest[0] = rest[0][n:]
+    return rest
