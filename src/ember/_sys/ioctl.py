@@ -10,7 +10,9 @@ The request numbers follow ``include/uapi/asm-generic/ioctl.h``::
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 # include/uapi/asm-generic/ioctl.h: field widths and shifts.
@@ -82,9 +84,17 @@ def ioctl(fd: int, request: int, arg: Any = None) -> int:
     return int(ret)
 
 
-def ioctl_raw(fd: int, request: int) -> int:
-    """ioctl with no argument, returning -errno instead of raising (the vCPU hot path)."""
-    ret = _libc_ioctl(fd, request, None)
-    if ret < 0:
-        return -ctypes.get_errno()
-    return int(ret)
+def bound_ioctl(fd: int, request: int) -> Callable[[], int]:
+    """``ioctl(fd, request, NULL)`` bound once, for the vCPU hot path: each call is one C
+    call with no argument conversion; it returns the raw result (-1 on failure, with the
+    error in :func:`last_errno`)."""
+    if not 0 <= request < 1 << 31:
+        raise ValueError(f"ioctl request {request:#x} does not fit a C int")
+    call = _libc["ioctl"]  # a separate function object: no argtypes, plain int arguments
+    call.restype = ctypes.c_int
+    return functools.partial(call, fd, request, None)
+
+
+def last_errno() -> int:
+    """errno of this thread's last call through this module's C library."""
+    return ctypes.get_errno()

@@ -7,7 +7,7 @@ import mmap
 import os
 from typing import Any
 
-from ember._sys.ioctl import ioctl, ioctl_raw
+from ember._sys.ioctl import bound_ioctl, ioctl, last_errno
 from ember.kvm import _structs as s
 from ember.kvm import ioctls as k
 from ember.kvm.errors import (
@@ -157,7 +157,10 @@ class VcpuFd:
         self.kvm_run = s.KvmRun.from_buffer(self.run_map)
         # kvm_run as 32-bit words: exit_reason is word 2; reading it this way is about
         # twice as fast as through the ctypes structure, and it is read on every exit.
-        self._words = memoryview(self.run_map).cast("I")
+        self.words = memoryview(self.run_map).cast("I")
+        # KVM_RUN as one bound C call (the exit loop calls this directly): >= 0 when the
+        # guest exited, with the reason in words[EXIT_REASON_WORD]; else see run_failed().
+        self.enter = bound_ioctl(fd, k.KVM_RUN)
 
     def run(self) -> int:
         """Enter the guest until the next exit; returns a KVM_EXIT_* reason (see exits.ExitReason).
@@ -165,12 +168,18 @@ class VcpuFd:
         Returns ``ExitReason.INTR`` when a signal or ``immediate_exit`` interrupted the run.
         The exit's details stay in ``self.kvm_run`` for the caller to decode.
         """
-        ret = ioctl_raw(self.fd, k.KVM_RUN)
-        if ret >= 0:
-            return self._words[EXIT_REASON_WORD]
-        if ret in (-errno.EINTR, -errno.EAGAIN):
+        if self.enter() >= 0:
+            return self.words[EXIT_REASON_WORD]
+        return self.run_failed()
+
+    @staticmethod
+    def run_failed() -> int:
+        """After KVM_RUN returned -1: ExitReason.INTR for a signal or immediate_exit, else
+        KvmIoctlError."""
+        err = last_errno()
+        if err in (errno.EINTR, errno.EAGAIN):
             return 10  # ExitReason.INTR
-        raise KvmIoctlError("KVM_RUN", OSError(-ret, os.strerror(-ret)))
+        raise KvmIoctlError("KVM_RUN", OSError(err, os.strerror(err)))
 
     def get_regs(self) -> s.KvmRegs:
         regs = s.KvmRegs()
@@ -220,7 +229,7 @@ class VcpuFd:
     def close(self) -> None:
         if self.fd >= 0:
             del self.kvm_run
-            self._words.release()
+            self.words.release()
             self.run_map.close()
             os.close(self.fd)
             self.fd = -1

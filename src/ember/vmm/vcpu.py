@@ -21,7 +21,7 @@ from ember.kvm.exits import (
     ExitReason,
     exit_name,
 )
-from ember.kvm.system import VcpuFd
+from ember.kvm.system import EXIT_REASON_WORD, VcpuFd
 from ember.vmm.bus import MmioBus, PioBus, PioDevice
 from ember.vmm.coalesced_io import CoalescedPorts
 
@@ -130,7 +130,7 @@ class Vcpu:
         page = fd.run_map
         counts = self.exit_counts
         ports = self._pio.ports
-        enter = fd.run
+        enter, failed, words = fd.enter, fd.run_failed, fd.words
         decode_io = IO_EXIT.unpack_from
         coalesced = self.coalesced
         # The coalesced ring's first/last words; writes queued there happened before this
@@ -138,7 +138,7 @@ class Vcpu:
         ring = coalesced.ring.indices if coalesced else memoryview(bytearray(8)).cast("I")
         drain = coalesced.drain if coalesced else None
         while True:
-            reason = enter()
+            reason = words[EXIT_REASON_WORD] if enter() >= 0 else failed()
             counts[reason if reason < MAX_EXIT_REASON else 0] += 1
             if ring[0] != ring[1] and drain is not None:
                 drain()
