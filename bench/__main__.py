@@ -95,9 +95,12 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table) -> dict[s
         done += rounds if isinstance(rounds, int) else 0
         failures = last.get("retries")
         retried += failures if isinstance(failures, list) else []
-        if last.get("done") or "error" in last:
+        if last.get("done"):
             break
-        retried.append(f"rig session {sessions} ended early (status {last.get('rig_status')})")
+        # A run that failed every attempt, a wedged VMM, a frozen or stopped L1: under
+        # emulation these cluster in some L1 boots, so a fresh one gets the rest.
+        retried.append(f"rig session {sessions} ended early (status {last.get('rig_status')}"
+                       f"{': ' + str(last['error']).splitlines()[0] if 'error' in last else ''})")
         print(f"bench: rig session {sessions} ended early after {done} rounds; "
               "starting another", file=sys.stderr, flush=True)
     return {**last, "rounds": done, "rig_sessions": sessions, "retries": retried}

@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "retries": [*retries.failures, str(err)]})
         return 3
     except BenchError as err:
-        emit(table, config, {"error": str(err), "retries": retries.failures})
+        emit(table, config, {"rounds": done, "error": str(err), "retries": retries.failures})
         return 1
     return 0
 

@@ -94,19 +94,22 @@ def run_scenarios(script_name: str) -> dict[str, dict[str, object]]:
     all_names: list[str] = []
     results: dict[str, dict[str, object]] = {}
     for session in range(1, SESSIONS + 1):
-        missing = [n for n in all_names if n not in results]
+        missing = [n for n in all_names if n not in results or results[n].get("rig_failed")]
         code, out, err, l1_failure = _session(script, missing)
         names, got = parse_scenarios(out)
         all_names = all_names or names
         results.update(got)
-        if l1_failure is None:
-            break
-        left = [n for n in all_names if n not in results] if all_names else ["(all)"]
-        print(f"{script_name}: rig session {session} failed ({l1_failure}); "
-              f"scenarios without a result: {', '.join(left)}", file=sys.stderr)
+        left = [n for n in all_names if n not in results or results[n].get("rig_failed")]
         if all_names and not left:
-            code = 0
+            code = 0 if l1_failure else code
             break
+        if l1_failure is None and not all_names:
+            break  # the script itself is broken: reported below
+        why = l1_failure or "every attempt of some scenarios died under emulation"
+        print(f"{script_name}: rig session {session} failed ({why}); scenarios to run in a "
+              f"new session: {', '.join(left) if all_names else '(all)'}", file=sys.stderr)
+        if l1_failure is None:
+            code = 0
     if code != 0 or not results:
         pytest.fail(f"{script_name} did not run (exit {code}):\n{out[-3000:]}\n{err[-3000:]}")
     return results

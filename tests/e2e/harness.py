@@ -32,7 +32,11 @@ SCRIPT_PAD = 64 * 1024
 # attempts is part of the report.
 TRIPLE_FAULT = b"guest shut down (triple fault"
 INIT_REACHED = (b"Run /init as init process", b"Run /sbin/init as init process")
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 4
+# A booting kernel prints a line every second or two here; this long without a byte before
+# its init runs is a stall, and the VMM is stopped at once rather than at the scenario's
+# (longer) deadline.
+SILENT_BOOT_S = 60.0
 # The pytest side stops the rig session when the script prints nothing for a while (the
 # emulated L1 has been seen to freeze); the heartbeat says the session is alive.
 HEARTBEAT = "EMBER-ALIVE"
@@ -69,6 +73,22 @@ class Vmm:
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        threading.Thread(target=self._watch_boot, daemon=True).start()
+
+    def _watch_boot(self) -> None:
+        """Stop a guest that goes silent before its init (see SILENT_BOOT_S)."""
+        seen, quiet_since = -1, time.monotonic()
+        while self.proc.poll() is None:
+            with self._cond:
+                if any(m in self.output for m in INIT_REACHED):
+                    return
+                if len(self.output) != seen:
+                    seen, quiet_since = len(self.output), time.monotonic()
+                elif time.monotonic() - quiet_since > SILENT_BOOT_S:
+                    self.timed_out = True
+                    self.kill()
+                    return
+                self._cond.wait(1.0)
 
     def _read(self) -> None:
         while True:
@@ -255,9 +275,13 @@ def run_all(scenarios: dict[str, Callable[[Path], None]], names: list[str], work
     say(NAMES + json.dumps(list(scenarios)))
     threading.Thread(target=_heartbeat, daemon=True).start()
     for name in names or list(scenarios):
+        stands = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            if _attempt(scenarios[name], name, workdir / f"{name}-{attempt}"):
+            stands = _attempt(scenarios[name], name, workdir / f"{name}-{attempt}")
+            if stands:
                 break
         for result in _pending:
             result["attempts"] = attempt
+            if not stands:  # every attempt died under emulation: a new L1 may do better
+                result["rig_failed"] = True
             say("EMBER-SCENARIO " + json.dumps(result))

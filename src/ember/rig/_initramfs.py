@@ -35,7 +35,7 @@ mount -t proc proc /proc && mount -t sysfs sysfs /sys && mount -t devtmpfs dev /
   fail "cannot mount proc, sys, dev"
 for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko || fail "insmod $m"; done
 mount -t 9p -o {_P9} {EXCHANGE_TAG} /x || fail "cannot mount the exchange directory"
-mount -t 9p -o {_P9},ro {HOSTROOT_TAG} /lower || fail "cannot mount the host root"
+mount -t 9p -o {_P9},ro,cache=loose {HOSTROOT_TAG} /lower || fail "cannot mount the host root"
 mount -t tmpfs -o mode=0755 rw /rw && mkdir /rw/upper /rw/work || fail "tmpfs"
 mount -t overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work root /newroot ||
   fail "cannot mount the overlay"

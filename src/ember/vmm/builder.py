@@ -160,6 +160,8 @@ class Vm:
                 vcpu.kick()
         if self._pump is not None:
             self._pump.stop()
+        if self.coalesced is not None:
+            self.coalesced.stop_timer()
         if self._loop is not None:
             self._loop.stop()
         if self._terminal is not None:
@@ -167,8 +169,8 @@ class Vm:
         for vcpu in self.vcpus:
             if not vcpu.is_current_thread():
                 vcpu.join(VCPU_JOIN_TIMEOUT_S)
-        if self.coalesced is not None:
-            self.coalesced.drain()  # the guest's last words are not lost
+        if self.coalesced is not None and not self.coalesced.final_drain():
+            log.warning("serial output still queued at exit could not be written")
         self.state = "Stopped"
         exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
         log.info("Vmm is stopping with exit code %d. vCPU exits: %s", code, exits or "none")

@@ -26,6 +26,7 @@ log = logging.getLogger("ember.vmm")
 
 # How often the I/O thread applies writes that no exit has picked up.
 DRAIN_INTERVAL_NS = 50_000_000
+FINAL_DRAIN_WAIT_S = 1.0
 
 
 class CoalescedPorts:
@@ -64,6 +65,17 @@ class CoalescedPorts:
         with self._drain_lock:
             self.applied += self.ring.drain(self._apply)
 
+    def final_drain(self, timeout: float = FINAL_DRAIN_WAIT_S) -> bool:
+        """The last drain as the VM ends: it waits a bounded time for a drain still in
+        progress on another thread, so that ending the VM can never hang here."""
+        if not self._drain_lock.acquire(timeout=timeout):
+            return False
+        try:
+            self.applied += self.ring.drain(self._apply)
+        finally:
+            self._drain_lock.release()
+        return True
+
     def _apply(self, addr: int, length: int, data: bytes, pio: bool) -> None:
         entry = self._ports.get(addr) if pio else None
         if entry is None:
@@ -77,8 +89,13 @@ class CoalescedPorts:
         self._loop = loop
         loop.call_later(DRAIN_INTERVAL_NS, self._tick)
 
+    def stop_timer(self) -> None:
+        self._loop = None
+
     def _tick(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
         if self.ring.pending():
             self.drain()
-        if self._loop is not None:
-            self._loop.call_later(DRAIN_INTERVAL_NS, self._tick)
+        loop.call_later(DRAIN_INTERVAL_NS, self._tick)

@@ -33,12 +33,15 @@ class EventLoop:
         self._selector.register(fd, selectors.EVENT_READ, callback)
 
     def call_later(self, delay_ns: int, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the loop's thread after ``delay_ns`` (thread-safe)."""
+        """Run ``callback`` on the loop's thread after ``delay_ns`` (thread-safe; ignored
+        once the loop is stopping, whose wake-up fd is then closed or about to be)."""
         with self._timer_lock:
+            if self._stop.is_set():
+                return
             self._timer_seq += 1
             heapq.heappush(self._timers, (time.monotonic() + delay_ns / 1e9, self._timer_seq,
                                           callback))
-        os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)
 
     def _due_timers(self) -> tuple[list[Callable[[], None]], float | None]:
         """Pop the callbacks whose time has come; also the wait until the next one."""
@@ -54,8 +57,11 @@ class EventLoop:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        os.eventfd_write(self._wake, 1)
+        with self._timer_lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            os.eventfd_write(self._wake, 1)
         if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
 
