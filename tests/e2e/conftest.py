@@ -62,8 +62,8 @@ def parse_scenarios(stdout: str) -> tuple[list[str], dict[str, dict[str, object]
             result = json.loads(line[len(SCENARIO_PREFIX):])
             results[result["name"]] = result
             if result.get("attempts", 1) != 1:
-                print(f"scenario {result['name']}: the guest triple-faulted or stalled before "
-                      f"its init under emulation; result from attempt {result['attempts']}",
+                print(f"scenario {result['name']}: the guest triple-faulted, or stalled before "
+                      f"its init, under emulation; result from attempt {result['attempts']}",
                       file=sys.stderr)
     return names, results
 

@@ -79,7 +79,16 @@ wait "$EMBER_PID"
 echo "EMBER-EXIT=$?"
 echo "--- ember stdout"; cat "$WORK/ember.out"
 echo "--- ember stderr"; cat "$WORK/ember.err"
+echo "--- ember log"; cat "$LOGFILE"
 """
+
+
+def _died_under_emulation(out: str) -> bool:
+    """The guest stalled before its init, or triple-faulted before any i8042 reset (the
+    rig's emulation does both now and then; a reboot=k guest never triple-faults)."""
+    fault = out.find("guest shut down (triple fault")
+    reset = out.find("guest requested a reset through the i8042")
+    return "Run /init" not in out or (fault >= 0 and (reset < 0 or fault < reset))
 
 
 @pytest.mark.e2e
@@ -99,9 +108,9 @@ def test_getting_started_sequence_boots_the_guest(tmp_path: Path) -> None:
     for attempt in range(1, ATTEMPTS + 1):
         done = rig.run(["bash", str(script)], cwd=str(ROOT), env=env, timeout=600)
         out = done.stdout.decode(errors="replace")
-        if "INSTANCE-START-DONE" not in out or "Run /init" in out:
+        if "INSTANCE-START-DONE" not in out or not _died_under_emulation(out):
             break
-        print(f"attempt {attempt}: the guest stalled or triple-faulted before its init under "
+        print(f"attempt {attempt}: the guest stalled before its init, or triple-faulted, under "
               f"emulation:\n"
               f"{out[-1500:]}", file=sys.stderr)
     assert done.returncode == 0, out + done.stderr.decode(errors="replace")
