@@ -30,7 +30,7 @@ from ember.loader import LoaderError
 from ember.memory import GuestMemory
 from ember.vmm.boot import BootPlan, load_boot_image
 from ember.vmm.bus import MmioBus, PioBus
-from ember.vmm.coalesced_io import CoalescedPorts
+from ember.vmm.coalesced_io import FINAL_DRAIN_WAIT_S, CoalescedPorts
 from ember.vmm.config import Drive, VmConfig
 from ember.vmm.console import InputPump, RawTerminal, SerialSink
 from ember.vmm.device_manager import DeviceLimitError, DeviceManager, EdgeIrq, Slot
@@ -169,7 +169,7 @@ class Vm:
         for vcpu in self.vcpus:
             if not vcpu.is_current_thread():
                 vcpu.join(VCPU_JOIN_TIMEOUT_S)
-        if self.coalesced is not None and not self.coalesced.final_drain():
+        if self.coalesced is not None and not self.coalesced.drain(FINAL_DRAIN_WAIT_S):
             log.warning("serial output still queued at exit could not be written")
         self.state = "Stopped"
         exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
@@ -293,15 +293,15 @@ def _full_cmdline(base: str, drives: list[Drive], slots: list[Slot]) -> str:
 
 
 def _coalesced_ports(kvm: Kvm, vm_fd: VmFd, vcpus: list[Vcpu],
-                     pio: PioBus) -> list[CoalescedPorts]:
-    """The coalesced-write ring, where KVM offers coalesced port I/O (none otherwise)."""
+                     pio: PioBus) -> CoalescedPorts | None:
+    """The coalesced-write ring, where KVM offers coalesced port I/O (None otherwise)."""
     if not vcpus or not kvm.check_extension(KVM_CAP_COALESCED_PIO):
-        return []
+        return None
     ring = CoalescedRing(vcpus[0].fd.run_map, kvm.check_extension(KVM_CAP_COALESCED_MMIO))
     ports = CoalescedPorts(vm_fd, ring, pio.ports)
     for vcpu in vcpus:
         vcpu.coalesced = ports
-    return [ports]
+    return ports
 
 
 def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer: bool) -> Vm:
@@ -347,10 +347,12 @@ def _build(config: VmConfig, serial_in: int | None, serial_out: int, boot_timer:
         fd = vm_fd.create_vcpu(index)
         _configure_vcpu(fd, supported, plan, machine.vcpu_count)
         vcpus.append(Vcpu(fd, pio, mmio, lambda code: holder[0].on_vcpu_exit(code)))
-    coalesced.extend(_coalesced_ports(kvm, vm_fd, vcpus, pio))
-    if coalesced and not serial.ier & IER_THRE:
-        coalesced[0].set_port(layout.SERIAL_COM1_PORT + SERIAL_THR, True)
+    ports = _coalesced_ports(kvm, vm_fd, vcpus, pio)
+    if ports is not None:
+        coalesced.append(ports)  # from now on the UART's IER writes switch the port
+        if not serial.ier & IER_THRE:
+            ports.set_port(layout.SERIAL_COM1_PORT + SERIAL_THR, True)
     vm = Vm(kvm, vm_fd, memory, vcpus, serial, i8042, locks, serial_in, sink)
-    vm.attach_devices(loop, blocks, coalesced[0] if coalesced else None)
+    vm.attach_devices(loop, blocks, ports)
     holder.append(vm)
     return vm

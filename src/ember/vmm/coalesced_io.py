@@ -60,14 +60,10 @@ class CoalescedPorts:
                 log.warning("coalesced writes to port %#x not %s: %s", port,
                             "enabled" if on else "disabled", err)
 
-    def drain(self) -> None:
-        """Apply every queued write, oldest first (any thread)."""
-        with self._drain_lock:
-            self.applied += self.ring.drain(self._apply)
-
-    def final_drain(self, timeout: float = FINAL_DRAIN_WAIT_S) -> bool:
-        """The last drain as the VM ends: it waits a bounded time for a drain still in
-        progress on another thread, so that ending the VM can never hang here."""
+    def drain(self, timeout: float = -1) -> bool:
+        """Apply every queued write, oldest first (any thread). With a ``timeout`` (the last
+        drain as the VM ends) a drain in progress elsewhere is waited for that long only, so
+        that ending the VM can never hang here; False if it was not."""
         if not self._drain_lock.acquire(timeout=timeout):
             return False
         try:

@@ -11,7 +11,7 @@ import pytest
 
 from ember.devices.legacy.i8042 import I8042
 from ember.devices.legacy.serial import REGISTER_COUNT, Serial16550
-from ember.kvm import Kvm
+from ember.kvm import Kvm, VcpuFd
 from ember.memory import GuestMemory
 from ember.vmm.bus import MmioBus, PioBus
 from ember.vmm.vcpu import Vcpu, install_kick_handler
@@ -37,6 +37,17 @@ GUEST = bytes.fromhex(
 )
 
 
+def _start_in_real_mode(fd: VcpuFd, rip: int) -> None:
+    """Flat real mode: code and data segments at 0, execution from ``rip``."""
+    sregs = fd.get_sregs()
+    sregs.cs.base, sregs.cs.selector = 0, 0
+    sregs.ds.base, sregs.ds.selector = 0, 0
+    fd.set_sregs(sregs)
+    regs = fd.get_regs()
+    regs.rip, regs.rflags = rip, 2
+    fd.set_regs(regs)
+
+
 def _kvm_or_fail() -> Kvm:
     if not os.path.exists("/dev/kvm"):
         if os.environ.get("CI"):
@@ -60,13 +71,7 @@ def test_tiny_guest_serial_unowned_io_and_reset() -> None:
     pio.register(0x60, 5, I8042(lambda: None, resets.set), threading.Lock())
     install_kick_handler()
     fd = vm.create_vcpu(0)
-    sregs = fd.get_sregs()
-    sregs.cs.base, sregs.cs.selector = 0, 0
-    sregs.ds.base, sregs.ds.selector = 0, 0
-    fd.set_sregs(sregs)
-    regs = fd.get_regs()
-    regs.rip, regs.rflags = CODE, 2
-    fd.set_regs(regs)
+    _start_in_real_mode(fd, CODE)
     codes: list[int] = []
     vcpu = Vcpu(fd, pio, mmio, codes.append)
     vcpu.start()
@@ -120,12 +125,7 @@ def test_coalesced_thr_writes_keep_order_and_interrupt_semantics() -> None:
     ring = CoalescedRing(fd.run_map, kvm.check_extension(KVM_CAP_COALESCED_MMIO))
     holder.append(CoalescedPorts(vm, ring, pio.ports))
     holder[0].set_port(0x3F8, True)
-    sregs = fd.get_sregs()
-    sregs.cs.base, sregs.cs.selector = 0, 0
-    fd.set_sregs(sregs)
-    regs = fd.get_regs()
-    regs.rip, regs.rflags = CODE, 2
-    fd.set_regs(regs)
+    _start_in_real_mode(fd, CODE)
     vcpu = Vcpu(fd, pio, MmioBus(), lambda code: None)
     vcpu.coalesced = holder[0]
     loop = EventLoop()
