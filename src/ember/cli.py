@@ -8,6 +8,7 @@ any other command-line error.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -306,6 +307,9 @@ def _serial_in() -> int | None:
 # so that start-up does not import the KVM layer). Only the main thread may install its
 # handler, and the VM is built on the API thread: without this, a kick kills the process.
 VCPU_KICK_SIGNAL = signal.SIGRTMIN
+# The signal that makes the VMM print every thread's Python stack to stderr and go on:
+# a VMM that stopped answering can be looked into without stopping it.
+STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 
 def _install_signal_handlers(exit_box: ExitBox) -> None:
@@ -316,6 +320,7 @@ def _install_signal_handlers(exit_box: ExitBox) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(VCPU_KICK_SIGNAL, lambda _sig, _frame: None)
+    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
 
 
 if __name__ == "__main__":

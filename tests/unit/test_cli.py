@@ -90,6 +90,18 @@ def test_sigint_stops_cleanly(tmp_path: Path) -> None:
     assert not os.path.exists(server.path)
 
 
+def test_sigusr1_prints_every_thread_stack_and_goes_on(tmp_path: Path) -> None:
+    server = LiveEmber(tmp_path)
+    assert call(server.path, "GET", "/").status == 200  # the API thread is serving
+    server.proc.send_signal(signal.SIGUSR1)
+    assert call(server.path, "GET", "/").status == 200  # and still is after the dump
+    server.proc.terminate()
+    _, err_bytes = server.proc.communicate(timeout=10)
+    assert server.proc.returncode == 0
+    err = err_bytes.decode()
+    assert "Thread 0x" in err and "serve_forever" in err, err
+
+
 def test_log_and_metrics_flags(tmp_path: Path) -> None:
     log_path, metrics_path = tmp_path / "log", tmp_path / "metrics"
     server = LiveEmber(tmp_path, "--log-path", str(log_path), "--show-level",
