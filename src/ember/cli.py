@@ -8,10 +8,12 @@ any other command-line error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import logging
 import os
+import select
 import signal
 import stat
 import sys
@@ -133,20 +135,53 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class ExitBox:
-    """The process's exit code, set once by whoever ends the run."""
+    """The process's exit code, set once by whoever ends the run, and what the main
+    thread waits on.
+
+    Signals only record themselves and wake the main thread through a pipe (also
+    installed as the interpreter's wakeup fd, so a signal that the kernel hands to another
+    thread still wakes it). A Python signal handler runs on the main thread between two of
+    its bytecodes, possibly while that thread holds a lock; a handler that took the same
+    lock (as Event.set does) would wait forever.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._decided = False
         self.code = EXIT_OK
+        self.signal: int | None = None
+
+    @property
+    def wakeup_fd(self) -> int:
+        return self._wake_w
 
     def set(self, code: int) -> None:
-        if not self._event.is_set():
-            self.code = code
-            self._event.set()
+        """The first caller decides the exit code. Never called from a signal handler."""
+        with self._lock:
+            if self._decided:
+                return
+            self._decided, self.code = True, code
+        self._wake()
+
+    def note_signal(self, signum: int) -> None:
+        """The signal handler's whole work: no lock, no logging."""
+        self.signal = signum
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe already wakes the reader
+            os.write(self._wake_w, b"\0")
 
     def wait(self) -> int:
-        while not self._event.wait(0.5):
-            pass
+        while not self._decided:
+            if self.signal is not None:
+                log.info("Received %s, shutting down.", signal.Signals(self.signal).name)
+                self.set(EXIT_OK)
+                break
+            select.select([self._wake_r], [], [])
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 512)
         return self.code
 
 
@@ -314,9 +349,9 @@ STACK_DUMP_SIGNAL = signal.SIGUSR1
 
 def _install_signal_handlers(exit_box: ExitBox) -> None:
     def on_signal(signum: int, _: FrameType | None) -> None:
-        log.info("Received %s, shutting down.", signal.Signals(signum).name)
-        exit_box.set(EXIT_OK)
+        exit_box.note_signal(signum)
 
+    signal.set_wakeup_fd(exit_box.wakeup_fd, warn_on_full_buffer=False)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(VCPU_KICK_SIGNAL, lambda _sig, _frame: None)

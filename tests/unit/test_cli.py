@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent / "api"))
 from http_client import call  # noqa: E402
 from live_server import LiveEmber  # noqa: E402
 
-from ember.cli import parse_args  # noqa: E402
+from ember.cli import EXIT_GENERIC_ERROR, EXIT_OK, ExitBox, parse_args  # noqa: E402
 
 
 def ember(*args: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
@@ -88,6 +89,40 @@ def test_sigint_stops_cleanly(tmp_path: Path) -> None:
     server.proc.send_signal(signal.SIGINT)
     assert server.proc.wait(timeout=10) == 0
     assert not os.path.exists(server.path)
+
+
+def test_a_signal_never_waits_on_the_lock_of_the_exit_code() -> None:
+    """A signal handler runs on the main thread wherever it was interrupted, maybe holding
+    the exit code's lock: the handler must not need that lock."""
+    box = ExitBox()
+    handled = threading.Event()
+
+    def signal_arrives_while_locked() -> None:
+        with box._lock:
+            box.note_signal(signal.SIGTERM)
+        handled.set()
+
+    threading.Thread(target=signal_arrives_while_locked, daemon=True).start()
+    assert handled.wait(5)
+    assert box.wait() == EXIT_OK and box.signal == signal.SIGTERM
+
+
+def test_the_first_exit_code_wins_and_wakes_the_waiter() -> None:
+    box = ExitBox()
+    threading.Timer(0.05, box.set, (EXIT_GENERIC_ERROR,)).start()
+    assert box.wait() == EXIT_GENERIC_ERROR
+    box.set(EXIT_OK)
+    assert box.code == EXIT_GENERIC_ERROR
+
+
+def test_sigterm_at_any_moment_ends_the_process(tmp_path: Path) -> None:
+    """SIGTERM soon after start, at staggered moments: every run ends, none hangs."""
+    for attempt in range(12):
+        server = LiveEmber(tmp_path)
+        time.sleep(attempt * 0.007)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=10) == 0
+        server.proc.communicate()
 
 
 def test_sigusr1_prints_every_thread_stack_and_goes_on(tmp_path: Path) -> None:

@@ -1,13 +1,17 @@
-"""HTTP/1.1 on a Unix socket: one thread, one ``selectors`` loop, one h11 state machine
-per connection.
+"""HTTP/1.1 on a Unix socket: one thread, one ``selectors`` loop, one httptools (llhttp)
+parser per connection.
 
 Why one event loop rather than a thread per connection: every socket is non-blocking and
 the loop only ever reads what has arrived, so a client that sends half a request (or
 nothing) costs a buffer, not a thread, and cannot delay the others; requests reach the
 controller one at a time, in arrival order, with no locking between connections.
-Pipelined requests are answered in order: the next request on a connection is parsed only
-after the previous reply has been queued, and no more are parsed while a client is not
-reading its replies (bounded output buffer).
+Pipelined requests are answered in order. A connection is not read again while requests
+it sent are still unanswered (because the client is not reading its replies): what one
+read can hold bounds both the queue and the output buffer.
+
+Why httptools: a complete, strict HTTP/1.1 request parser (chunked bodies, keep-alive
+rules) in C that imports in a few ms; the pure-Python h11 cost a quarter of ember's
+start-up to a ready API socket. Replies are three fixed-form lines, written here.
 """
 
 from __future__ import annotations
@@ -17,9 +21,11 @@ import json
 import os
 import selectors
 import socket
+from collections import deque
 from collections.abc import Callable
+from typing import NamedTuple
 
-import h11
+import httptools
 
 from ember.api.request import ApiRequest
 from ember.api.router import Reply
@@ -32,6 +38,7 @@ SERVER_NAME = b"Firecracker API"
 RequestHandler = Callable[[ApiRequest], Reply]
 
 _REASONS = {200: b"OK", 204: b"No Content", 400: b"Bad Request"}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class SocketInUseError(OSError):
@@ -68,16 +75,87 @@ def _remove_stale(path: str) -> None:
     raise SocketInUseError(98, f"another process is already serving the API on {path}")
 
 
-class _Connection:
-    """One client: its socket, its h11 state, the request being read, unsent output."""
+class _Refused(Exception):
+    """Raised from a parser callback: the request breaks a limit; the message says which."""
 
-    def __init__(self, sock: socket.socket) -> None:
+
+class _Request(NamedTuple):
+    request: ApiRequest
+    keep_alive: bool
+
+
+class _Connection:
+    """One client: its socket and parser, the request being read, complete requests not yet
+    answered, and unsent output. Its on_* methods are the parser's callbacks."""
+
+    def __init__(self, sock: socket.socket, max_payload: int) -> None:
         self.sock = sock
-        self.proto = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.max_payload = max_payload
+        self.parser = httptools.HttpRequestParser(self)
         self.out = bytearray()
-        self.request: h11.Request | None = None
-        self.body = bytearray()
+        self.ready: deque[_Request] = deque()
+        self.error: str | None = None  # answered (400) after the requests before it
+        self.eof = False
         self.closing = False  # close once ``out`` is flushed
+        self._target = bytearray()
+        self._body = bytearray()
+        self._head_bytes = 0
+        self._continue = False
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as err:
+            cause = err.__context__
+            self.error = str(cause) if isinstance(cause, _Refused) else f"{cause}"
+        except httptools.HttpParserUpgrade:
+            self.error = "Invalid HTTP request: protocol upgrades are not supported"
+        except httptools.HttpParserError as err:
+            self.error = f"Invalid HTTP request: {err}"
+
+    # -- parser callbacks --------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._target.clear()
+        self._body = bytearray()
+        self._head_bytes = 0
+        self._continue = False
+
+    def on_url(self, url: bytes) -> None:
+        self._target += url
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(len(name) + len(value))
+        name = name.lower()
+        if name == b"content-length":
+            self._check_size(int(value))
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self._continue = True
+
+    def on_headers_complete(self) -> None:
+        if self._continue and not self.ready:  # pipelined: the body comes anyway
+            self.out += CONTINUE
+
+    def on_body(self, body: bytes) -> None:
+        self._body += body
+        self._check_size(len(self._body))
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode("ascii", "replace").upper()
+        target = self._target.decode("ascii", "replace").split("?", 1)[0]
+        request = ApiRequest(method, target, bytes(self._body) if self._body else None)
+        self.ready.append(_Request(request, self.parser.should_keep_alive()))
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEADER_BYTES:
+            raise _Refused(f"Invalid HTTP request: request head larger than "
+                           f"{MAX_HEADER_BYTES} bytes")
+
+    def _check_size(self, size: int) -> None:
+        if size > self.max_payload:
+            raise _Refused(f"Request payload with size {size} is larger than the limit of "
+                           f"{self.max_payload} allowed by server.")
 
 
 class HttpServer:
@@ -116,8 +194,8 @@ class HttpServer:
             conn: _Connection = key.data
             if events & selectors.EVENT_READ:
                 self._on_readable(conn)
-            if events & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
-                self._flush(conn)
+            elif events & selectors.EVENT_WRITE:
+                self._answer(conn)
 
     def _accept(self) -> None:
         while True:
@@ -128,7 +206,7 @@ class HttpServer:
             except OSError:
                 return  # e.g. EMFILE: try again on the next readiness event
             sock.setblocking(False)
-            conn = _Connection(sock)
+            conn = _Connection(sock, self.max_payload)
             self._selector.register(sock, selectors.EVENT_READ, conn)
 
     def _on_readable(self, conn: _Connection) -> None:
@@ -139,71 +217,33 @@ class HttpServer:
         except OSError:
             self._close(conn)
             return
-        if conn.closing:
-            return  # discard what arrives after a fatal error
-        conn.proto.receive_data(data)
-        self._process(conn)
-        if not data and not conn.out:
-            self._close(conn)
+        if not data:
+            conn.eof = True
+        elif conn.error is None:
+            conn.feed(data)
+        self._answer(conn)
 
-    def _process(self, conn: _Connection) -> None:
-        while not conn.closing and len(conn.out) < MAX_OUTPUT_BUFFER:
-            if conn.proto.our_state is h11.DONE and conn.proto.their_state is h11.DONE:
-                conn.proto.start_next_cycle()
-            try:
-                event = conn.proto.next_event()
-            except h11.RemoteProtocolError as err:
-                self._fail(conn, f"Invalid HTTP request: {err}")
-                break
-            if not isinstance(event, h11.Event):
-                break  # NEED_DATA, or PAUSED until this cycle's reply is sent
-            self._on_event(conn, event)
+    def _answer(self, conn: _Connection) -> None:
+        """Answer complete requests in order while the output buffer has room, then the
+        connection's error if it has one, then send what fits."""
+        while conn.ready and not conn.closing and len(conn.out) < MAX_OUTPUT_BUFFER:
+            self._respond(conn, conn.ready.popleft())
+        if not conn.ready and not conn.closing:
+            if conn.error is not None:
+                self._fail(conn, conn.error)
+            elif conn.eof:
+                conn.closing = True
         self._flush(conn)
 
-    def _on_event(self, conn: _Connection, event: h11.Event) -> None:
-        if isinstance(event, h11.Request):
-            self._on_request_head(conn, event)
-        elif isinstance(event, h11.Data):
-            conn.body += event.data
-            self._check_size(conn, len(conn.body))
-        elif isinstance(event, h11.EndOfMessage):
-            self._respond(conn)
-        elif isinstance(event, h11.ConnectionClosed):
+    def _respond(self, conn: _Connection, pending: _Request) -> None:
+        reply = self.handler(pending.request)
+        conn.out += _response(reply, pending.request.method, pending.keep_alive)
+        if not pending.keep_alive:
             conn.closing = True
-
-    def _on_request_head(self, conn: _Connection, event: h11.Request) -> None:
-        conn.request, conn.body = event, bytearray()
-        length = dict(event.headers).get(b"content-length")
-        if length is not None and self._check_size(conn, int(length)):
-            return
-        if conn.proto.they_are_waiting_for_100_continue:
-            conn.out += conn.proto.send(h11.InformationalResponse(status_code=100, headers=[]))
-
-    def _check_size(self, conn: _Connection, size: int) -> bool:
-        if size <= self.max_payload:
-            return False
-        self._fail(conn, f"Request payload with size {size} is larger than the limit of "
-                         f"{self.max_payload} allowed by server.")
-        return True
-
-    def _respond(self, conn: _Connection) -> None:
-        assert conn.request is not None
-        target = conn.request.target.decode("ascii", "replace").split("?", 1)[0]
-        body = bytes(conn.body) if conn.body else None
-        request = ApiRequest(conn.request.method.decode("ascii", "replace").upper(), target,
-                             body)
-        reply = self.handler(request)
-        conn.out += conn.proto.send(h11.Response(status_code=reply.status,
-                                               headers=_headers(reply), reason=_reason(reply)))
-        if reply.body and request.method != "HEAD":  # a reply to HEAD has no body
-            conn.out += conn.proto.send(h11.Data(data=reply.body))
-        conn.out += conn.proto.send(h11.EndOfMessage())
-        conn.request = None
-        if conn.proto.our_state is h11.MUST_CLOSE:
-            conn.closing = True
+            conn.ready.clear()
 
     def _fail(self, conn: _Connection, message: str) -> None:
-        """Answer 400 outside the h11 state machine, then close: the stream cannot resync."""
+        """Answer 400, then close: the stream cannot be read any further."""
         body = json.dumps({"fault_message": message}).encode()
         conn.out += (b"HTTP/1.1 400 Bad Request\r\nServer: " + SERVER_NAME
                      + b"\r\nConnection: close\r\nContent-Type: application/json\r\n"
@@ -223,19 +263,13 @@ class HttpServer:
         if not conn.out and conn.closing:
             self._close(conn)
             return
-        self._watch(conn)
-
-    def _watch(self, conn: _Connection) -> None:
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        self._selector.modify(conn.sock, events, conn)
-        if not conn.out and not conn.closing:
-            self._process_pending(conn)
-
-    def _process_pending(self, conn: _Connection) -> None:
-        """Requests already buffered (pipelined) while output was backed up."""
-        if conn.proto.their_state is h11.DONE or conn.proto.trailing_data[0]:
-            if conn.proto.our_state is h11.DONE and conn.proto.their_state is h11.DONE:
-                self._process(conn)
+        if not conn.out and conn.ready:
+            self._answer(conn)  # requests held back while the output was full
+            return
+        # Read more only once everything read so far is answered: that bounds the queue.
+        reading = selectors.EVENT_READ if not conn.ready and not conn.closing else 0
+        writing = selectors.EVENT_WRITE if conn.out else 0
+        self._selector.modify(conn.sock, reading | writing or selectors.EVENT_READ, conn)
 
     def _close(self, conn: _Connection) -> None:
         with contextlib.suppress(KeyError, ValueError):
@@ -251,13 +285,15 @@ class HttpServer:
         os.close(self._wake_w)
 
 
-def _headers(reply: Reply) -> list[tuple[bytes, bytes]]:
-    headers = [(b"Server", SERVER_NAME)]
+def _response(reply: Reply, method: str, keep_alive: bool) -> bytes:
+    lines = [b"HTTP/1.1 %d %s" % (reply.status, _REASONS.get(reply.status, b"")),
+             b"Server: " + SERVER_NAME]
+    body = b""
     if reply.status != 204:
-        headers += [(b"Content-Type", b"application/json"),
-                    (b"Content-Length", str(len(reply.body)).encode())]
-    return headers
-
-
-def _reason(reply: Reply) -> bytes:
-    return _REASONS.get(reply.status, b"")
+        lines += [b"Content-Type: application/json",
+                  b"Content-Length: %d" % len(reply.body)]
+        if method != "HEAD":  # a reply to HEAD has no body
+            body = reply.body
+    if not keep_alive:
+        lines.append(b"Connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 client over a Unix socket for the API tests (h11 on the client side)."""
+"""A small HTTP/1.1 client over a Unix socket for the API tests: h11 on the client side, an
+HTTP implementation independent of the server's (httptools)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ class Client:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.proto = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    def over(cls, sock: socket.socket) -> Client:
+        """A client on an already connected socket."""
+        client = cls.__new__(cls)
+        client.sock, client.proto = sock, h11.Connection(h11.CLIENT)
+        return client
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)

@@ -269,3 +269,54 @@ def test_expect_100_continue(served: Served) -> None:
     sock.sendall(body)
     assert sock.recv(1000).startswith(b"HTTP/1.1 204 ")
     sock.close()
+
+
+def test_pipelined_client_that_does_not_read_holds_only_itself(served: Served) -> None:
+    """A client pipelining more replies than the server buffers (MAX_OUTPUT_BUFFER) and
+    reading none: the server stops reading it, serves others meanwhile, and answers it
+    all, in order, once it reads."""
+    greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    greedy.connect(served.path)
+    greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    count = 12000
+    batch = b"".join(encode_request("GET", "/machine-config") for _ in range(count))
+    sender = threading.Thread(target=greedy.sendall, args=(batch,), daemon=True)
+    sender.start()
+    time.sleep(0.3)
+    for _ in range(5):
+        assert call(served.path, "GET", "/").status == 200
+    greedy.settimeout(10)
+    client = Client.over(greedy)
+    statuses = [client.read_response().status for _ in range(count)]
+    sender.join(timeout=10)
+    assert statuses == [200] * count
+    greedy.close()
+
+
+def test_http_1_0_is_answered_and_closed(served: Served) -> None:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(served.path)
+    sock.sendall(b"GET /version HTTP/1.0\r\n\r\n")
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Connection: close" in head
+    assert "firecracker_version" in json.loads(body)
+    sock.close()
+
+
+def test_chunked_body_and_oversized_head(served: Served) -> None:
+    client = Client(served.path)
+    data = json.dumps({"vcpu_count": 3}).encode()
+    client.send_raw(b"PATCH /machine-config HTTP/1.1\r\nHost: x\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n"
+                    + b"%x\r\n" % 5 + data[:5] + b"\r\n"
+                    + b"%x\r\n" % (len(data) - 5) + data[5:] + b"\r\n0\r\n\r\n")
+    assert client.read_response("PATCH").status == 204
+    assert client.request("GET", "/machine-config").json()["vcpu_count"] == 3
+    client.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 20000 + b"\r\n\r\n")
+    resp = client.read_response()
+    assert resp.status == 400 and "request head larger than" in resp.json()["fault_message"]
+    client.close()
