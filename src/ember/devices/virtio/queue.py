@@ -9,6 +9,7 @@ allows one level of indirection only (2.7.5.3.1), and reports a broken ring as
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
 from typing import NamedTuple
 
 from ember.memory import GuestMemory, GuestMemoryError
@@ -37,11 +38,13 @@ class QueueError(Exception):
 
 
 class Descriptor(NamedTuple):
-    """One guest buffer of a chain (checked to lie wholly in guest memory)."""
+    """One guest buffer of a chain, checked to lie wholly in guest memory, with its
+    zero-copy view (ready for preadv/pwritev)."""
 
     addr: int
     length: int
     writable: bool
+    view: memoryview
 
 
 class Chain(NamedTuple):
@@ -117,7 +120,10 @@ class Queue:
             raw = mem.view(table, DESC.size * count)
         except GuestMemoryError as err:
             raise QueueError(str(err)) from None
-        unpack, contains = DESC.unpack_from, mem.contains
+        # GuestMemory.view, inlined, and descriptors built with tuple.__new__ (a
+        # NamedTuple's own constructor is a Python-level call).
+        unpack, find, (bases, sizes, whole) = DESC.unpack_from, bisect_right, mem.index
+        new = tuple.__new__
         out: list[Descriptor] = []
         append = out.append
         for _ in range(count):
@@ -128,10 +134,12 @@ class Queue:
                 if not top_level or out or flags & VIRTQ_DESC_F_NEXT:
                     raise QueueError("an indirect table must be the only descriptor of a chain")
                 return self._indirect(mem, addr, length)
-            if not contains(addr, length):
+            region = find(bases, addr) - 1
+            if region < 0 or (offset := addr - bases[region]) + length > sizes[region]:
                 raise QueueError(f"descriptor buffer {addr:#x}+{length:#x} is outside guest "
                                  "memory")
-            append(Descriptor(addr, length, flags & VIRTQ_DESC_F_WRITE != 0))
+            append(new(Descriptor, (addr, length, flags & VIRTQ_DESC_F_WRITE != 0,
+                                    whole[region][offset:offset + length])))
             if not flags & VIRTQ_DESC_F_NEXT:
                 return tuple(out)
             index = nxt

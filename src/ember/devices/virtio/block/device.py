@@ -20,6 +20,7 @@ from ember.devices.rate_limiter import (
 from ember.devices.virtio.block.backend import BackingFileError, FileBackend
 from ember.devices.virtio.block.request import (
     SECTOR_SIZE,
+    VIEW,
     VIRTIO_BLK_ID_BYTES,
     VIRTIO_BLK_S_IOERR,
     VIRTIO_BLK_S_OK,
@@ -228,7 +229,7 @@ class Block:
     def _read(self, mem: GuestMemory, req: Request) -> tuple[int, int]:
         if not self._in_range(req):
             return VIRTIO_BLK_S_IOERR, 0
-        views = [mem.view(d.addr, d.length) for d in req.data]
+        views = list(map(VIEW, req.data))
         n = self.backend.read_into(views, req.sector * SECTOR_SIZE)
         self.metrics["read_count"] += 1
         self.metrics["read_bytes"] += n
@@ -237,7 +238,7 @@ class Block:
     def _write(self, mem: GuestMemory, req: Request) -> tuple[int, int]:
         if self.backend.read_only or not self._in_range(req):
             return VIRTIO_BLK_S_IOERR, 0
-        views = [mem.view(d.addr, d.length) for d in req.data]
+        views = list(map(VIEW, req.data))
         n = self.backend.write_from(views, req.sector * SECTOR_SIZE)
         self.metrics["write_count"] += 1
         self.metrics["write_bytes"] += n

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from ember.devices.virtio.queue import Chain, Descriptor
 
@@ -25,6 +26,10 @@ VIRTIO_BLK_S_UNSUPP = 2
 SECTOR_SIZE = 512
 # 5.2.6: GET_ID answers with up to 20 bytes of device id.
 VIRTIO_BLK_ID_BYTES = 20
+# Field getters for the per-buffer checks (run in C, once per buffer of every request).
+_LENGTH = itemgetter(1)  # Descriptor.length
+_WRITABLE = itemgetter(2)  # Descriptor.writable
+VIEW = itemgetter(3)  # Descriptor.view
 
 
 class BadRequest(Exception):
@@ -40,7 +45,7 @@ class Request:
 
     @property
     def data_length(self) -> int:
-        return sum(d.length for d in self.data)
+        return sum(map(_LENGTH, self.data))
 
 
 def parse_request(chain: Chain, read: Callable[[int, int], bytes]) -> Request:
@@ -62,8 +67,8 @@ def parse_request(chain: Chain, read: Callable[[int, int], bytes]) -> Request:
 
 def _check_directions(req: Request) -> None:
     if req.kind in (VIRTIO_BLK_T_IN, VIRTIO_BLK_T_GET_ID):
-        if any(not d.writable for d in req.data):
+        if not all(map(_WRITABLE, req.data)):
             raise BadRequest("a read request has a read-only data buffer")
     elif req.kind == VIRTIO_BLK_T_OUT:
-        if any(d.writable for d in req.data):
+        if any(map(_WRITABLE, req.data)):
             raise BadRequest("a write request has a device-writable data buffer")
