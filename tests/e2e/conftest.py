@@ -23,6 +23,9 @@ TIMEOUT_STATUS = 124
 SESSION_TIMEOUT_S = 1500
 SILENCE_LIMIT_S = 120
 SESSIONS = 3
+# The first session uses the rig's default, multi-threaded TCG (fastest); the sessions that
+# rerun what it left use one TCG thread, slower but steadier (see ember.rig._qemu).
+RERUN_TCG_THREAD = "single"
 GUEST_IMAGES = ("vmlinux", "bzImage", "initramfs.cpio", "rootfs.ext4")
 
 
@@ -33,13 +36,15 @@ def require_guest_images() -> None:
 
 
 def run_in_rig(argv: list[str], timeout: float, fail: bool = True,
-               silence_limit: float | None = None) -> tuple[int, str, str]:
+               silence_limit: float | None = None,
+               tcg_thread: str | None = None) -> tuple[int, str, str]:
     """Run argv through the rig from the repository root; fail the test if the rig breaks
     (or, with ``fail=False``, let the rig's error through to the caller)."""
     from ember.rig import RigError, run
 
     try:
-        done = run(argv, cwd=str(ROOT), timeout=timeout, silence_limit=silence_limit)
+        done = run(argv, cwd=str(ROOT), timeout=timeout, silence_limit=silence_limit,
+                   tcg_thread=tcg_thread)
     except RigError as err:
         if not fail:
             raise
@@ -68,13 +73,15 @@ def parse_scenarios(stdout: str) -> tuple[list[str], dict[str, dict[str, object]
     return names, results
 
 
-def _session(script: str, names: list[str]) -> tuple[int, str, str, str | None]:
+def _session(script: str, names: list[str], tcg_thread: str | None
+             ) -> tuple[int, str, str, str | None]:
     """One rig session of the script: (exit status, stdout, stderr, why L1 failed or None)."""
     from ember.rig import L1Error
 
     try:
         code, out, err = run_in_rig([sys.executable, script, *names], timeout=SESSION_TIMEOUT_S,
-                                    fail=False, silence_limit=SILENCE_LIMIT_S)
+                                    fail=False, silence_limit=SILENCE_LIMIT_S,
+                                    tcg_thread=tcg_thread)
     except L1Error as stopped:
         return (-1, stopped.stdout.decode(errors="replace"),
                 stopped.stderr.decode(errors="replace"), f"{stopped}\n{stopped.log[-2000:]}")
@@ -95,7 +102,8 @@ def run_scenarios(script_name: str) -> dict[str, dict[str, object]]:
     results: dict[str, dict[str, object]] = {}
     for session in range(1, SESSIONS + 1):
         missing = [n for n in all_names if n not in results or results[n].get("rig_failed")]
-        code, out, err, l1_failure = _session(script, missing)
+        code, out, err, l1_failure = _session(script, missing,
+                                              None if session == 1 else RERUN_TCG_THREAD)
         names, got = parse_scenarios(out)
         all_names = all_names or names
         results.update(got)
@@ -107,7 +115,8 @@ def run_scenarios(script_name: str) -> dict[str, dict[str, object]]:
             break  # the script itself is broken: reported below
         why = l1_failure or "every attempt of some scenarios died under emulation"
         print(f"{script_name}: rig session {session} failed ({why}); scenarios to run in a "
-              f"new session: {', '.join(left) if all_names else '(all)'}", file=sys.stderr)
+              f"new session (single-threaded TCG): {', '.join(left) if all_names else '(all)'}",
+              file=sys.stderr)
         if l1_failure is None:
             code = 0
     if code != 0 or not results:

@@ -40,6 +40,7 @@ def nested_request(
     cpus: int = 2,
     winsize: tuple[int, int] | None = None,
     silence_limit: float | None = None,
+    tcg_thread: str | None = None,
 ) -> _session.Request:
     """A request for L1 from str/bytes arguments, defaults from this process."""
     return _session.Request(
@@ -51,6 +52,7 @@ def nested_request(
         cpus=cpus,
         timeout=timeout,
         silence_limit=silence_limit,
+        tcg_thread=tcg_thread,
     )
 
 
@@ -64,6 +66,7 @@ def run(
     memory_mib: int = 4096,
     cpus: int = 2,
     silence_limit: float | None = None,
+    tcg_thread: str | None = None,
 ) -> CompletedRun:
     """Run `argv` where KVM boots Linux, directly or in an L1 VM (see `EMBER_RIG`).
 
@@ -71,13 +74,14 @@ def run(
     keep lines under 4096 bytes); a timeout gives returncode 124. Raises RigError when
     the rig itself cannot run, and L1Error (carrying the output so far) when L1 stops or,
     given `silence_limit`, the command prints nothing in L1 for that many seconds.
+    `tcg_thread` ("multi" or "single") picks QEMU's TCG threading for L1 (see _qemu).
     """
     if choose() is Mode.DIRECT:
         return _run_direct(argv, cwd, env, timeout, stdin)
     out, err = bytearray(), bytearray()
     streams = _session.Streams(out.extend, err.extend, None, stdin or b"")
     request = nested_request(argv, cwd, env, timeout=timeout, memory_mib=memory_mib, cpus=cpus,
-                             silence_limit=silence_limit)
+                             silence_limit=silence_limit, tcg_thread=tcg_thread)
     try:
         outcome = _session.run(request, streams)
     except L1Error as exc:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ember.rig._initramfs import EXCHANGE_TAG, HOSTROOT_TAG
-from ember.rig.errors import QemuMissingError
+from ember.rig.errors import QemuMissingError, RigError
 
 QEMU = "qemu-system-x86_64"
 # quiet + loglevel=1: only emergencies (a panic) reach the console during boot; the init
@@ -25,10 +25,15 @@ class L1Config:
     serial1: Path
     memory_mib: int = 4096
     cpus: int = 2
+    tcg_thread: str | None = None  # None: $EMBER_RIG_TCG_THREAD, else "multi"
 
 
-# EMBER_RIG_TCG_THREAD=single|multi: QEMU's TCG threading for the L1 VM.
+# EMBER_RIG_TCG_THREAD=single|multi: QEMU's TCG threading for the L1 VM. Multi-threaded
+# TCG runs each L1 vCPU on its own host thread (faster); under it the emulated L1 has been
+# seen to reset itself (QEMU exits 0) whenever two L2 guests ran at once, where one thread
+# for all L1 vCPUs ran the same work through.
 TCG_THREAD_ENV = "EMBER_RIG_TCG_THREAD"
+TCG_THREADS = ("multi", "single")
 
 
 def qemu_binary() -> str:
@@ -38,12 +43,20 @@ def qemu_binary() -> str:
     return path
 
 
+def tcg_thread(cfg: L1Config) -> str:
+    chosen = cfg.tcg_thread or os.environ.get(TCG_THREAD_ENV) or "multi"
+    if chosen not in TCG_THREADS:
+        raise RigError(f"TCG threading {chosen!r} is not one of {', '.join(TCG_THREADS)} "
+                       f"(from {TCG_THREAD_ENV} or the caller)")
+    return chosen
+
+
 def command(cfg: L1Config) -> list[str]:
     """argv for QEMU; serial 0 carries the command's stdin/stdout, serial 1 its stderr."""
     return [
         qemu_binary(),
         "-M", "q35",
-        "-accel", f"tcg,thread={os.environ.get(TCG_THREAD_ENV, 'multi')}",
+        "-accel", f"tcg,thread={tcg_thread(cfg)}",
         "-cpu", "EPYC,+svm,+npt",
         "-m", str(cfg.memory_mib),
         "-smp", str(cfg.cpus),

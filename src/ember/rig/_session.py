@@ -51,6 +51,9 @@ class Request:
     # Once L1 is up, this many seconds without a byte from the command count as L1 having
     # stalled (for commands that print regularly); None: no such limit.
     silence_limit: float | None = None
+    # QEMU's TCG threading for L1: "multi" (one host thread per L1 vCPU, the default) or
+    # "single"; None: $EMBER_RIG_TCG_THREAD, else multi.
+    tcg_thread: str | None = None
 
 
 @dataclass(frozen=True)
@@ -358,7 +361,7 @@ def _run_in(tmp: Path, kernel: Path, initrd: Path, request: Request, streams: St
     exchange.mkdir()
     _exchange.write_job(exchange, request.argv, request.cwd, request.env, request.winsize)
     cfg = _qemu.L1Config(kernel, initrd, exchange, tmp / "s0", tmp / "s1",
-                         request.memory_mib, request.cpus)
+                         request.memory_mib, request.cpus, request.tcg_thread)
     argv = _qemu.command(cfg)
     fifos = _open_fifos(tmp)
     wakeup_r, wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -378,6 +381,17 @@ def _run_in(tmp: Path, kernel: Path, initrd: Path, request: Request, streams: St
     return _conclude(outcome, exchange, pump)
 
 
+def _how_qemu_ended(proc: subprocess.Popen[bytes]) -> str:
+    """QEMU's own end: a clean exit is a reset or shutdown of L1 (-no-reboot turns a
+    triple fault or an L1 panic into one); a signal is QEMU itself failing."""
+    code = proc.returncode
+    if code is None:
+        return "QEMU still running"
+    if code < 0:
+        return f"QEMU killed by {signal.Signals(-code).name}"
+    return f"QEMU exited with status {code}"
+
+
 def _conclude(outcome: Outcome, exchange: Path, pump: _Pump) -> Outcome:
     if outcome.silent_s is not None:
         raise L1Error(f"the command printed nothing for {outcome.silent_s:g} s: L1 taken as "
@@ -386,6 +400,6 @@ def _conclude(outcome: Outcome, exchange: Path, pump: _Pump) -> Outcome:
         return outcome
     status = _exchange.read_status(exchange)
     if status is None:
-        raise L1Error("L1 stopped before the command finished (log follows)",
-                      pump.failure_log())
+        raise L1Error(f"L1 stopped before the command finished ({_how_qemu_ended(pump.proc)}; "
+                      "log follows)", pump.failure_log())
     return Outcome(status, outcome.l1_start_s)

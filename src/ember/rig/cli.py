@@ -1,4 +1,5 @@
-"""`ember-rig run [--memory MiB] [--cpus N] [--timeout S] [--silence-limit S] -- CMD ARGS...`
+"""`ember-rig run [--memory MiB] [--cpus N] [--timeout S] [--silence-limit S]
+[--tcg-thread multi|single] -- CMD ARGS...`
 
 Runs CMD, in the current directory and environment, where KVM boots stock Linux guests:
 directly if the host's /dev/kvm can, else inside an L1 VM (QEMU TCG, emulated AMD SVM).
@@ -16,6 +17,7 @@ from contextlib import nullcontext
 from ember.rig import _session, _tty
 from ember.rig._api import nested_request
 from ember.rig._mode import Mode, choose
+from ember.rig._qemu import TCG_THREADS
 from ember.rig.errors import L1Error, RigError
 
 RIG_FAILURE = 125
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="kill L1 after this long and exit 124")
     run.add_argument("--silence-limit", type=float, default=None, metavar="SECONDS",
                      help="stop L1 (exit 125) when the command prints nothing for this long")
+    run.add_argument("--tcg-thread", choices=TCG_THREADS, default=None,
+                     help="QEMU's TCG threading for L1 (default: $EMBER_RIG_TCG_THREAD, "
+                          "else multi; single is slower and has been steadier with several "
+                          "guests at once)")
     run.add_argument("-q", "--quiet", action="store_true", help="no `L1 ready` line")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return parser
@@ -74,7 +80,7 @@ def _run_nested(args: argparse.Namespace, command: list[str]) -> int:
     winsize = _tty.window_size(1) if terminal else None
     request = nested_request(command, None, None, timeout=args.timeout,
                              memory_mib=args.memory, cpus=args.cpus, winsize=winsize,
-                             silence_limit=args.silence_limit)
+                             silence_limit=args.silence_limit, tcg_thread=args.tcg_thread)
     out, err = _writer(1), _writer(2)
 
     def ready(seconds: float) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ember.rig import _api, _kernel, _qemu, _session
-from ember.rig.errors import L1Error
+from ember.rig.errors import L1Error, RigError
 
 FAKE = Path(__file__).with_name("fake_l1.py")
 
@@ -62,6 +62,7 @@ def test_l1_dying_without_status_is_an_error_with_the_boot_log(fake_l1: list[str
     with pytest.raises(L1Error) as err:
         _run(b"")
     assert "boot noise" in err.value.log
+    assert "QEMU exited with status" in str(err.value)  # how L1 ended is named
 
 
 def test_no_temporary_directory_is_left_behind(fake_l1: list[str], tmp_path: Path,
@@ -73,3 +74,22 @@ def test_no_temporary_directory_is_left_behind(fake_l1: list[str], tmp_path: Pat
     monkeypatch.setattr(tempfile, "tempdir", None)
     _run(b"x\n")
     assert list(scratch.iterdir()) == []
+
+
+def test_tcg_threading_comes_from_the_request_then_the_environment(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def accel(tcg_thread: str | None) -> str:
+        cfg = _qemu.L1Config(tmp_path / "k", tmp_path / "i", tmp_path, tmp_path / "s0",
+                             tmp_path / "s1", tcg_thread=tcg_thread)
+        argv = _qemu.command(cfg)
+        return argv[argv.index("-accel") + 1]
+
+    monkeypatch.setattr(_qemu, "qemu_binary", lambda: "qemu")
+    monkeypatch.delenv(_qemu.TCG_THREAD_ENV, raising=False)
+    assert accel(None) == "tcg,thread=multi"
+    assert accel("single") == "tcg,thread=single"
+    monkeypatch.setenv(_qemu.TCG_THREAD_ENV, "single")
+    assert accel(None) == "tcg,thread=single"
+    assert accel("multi") == "tcg,thread=multi"
+    with pytest.raises(RigError, match="not one of multi, single"):
+        accel("many")
