@@ -23,6 +23,9 @@ RIG_SESSIONS = 2
 # see ember.rig._qemu); its rounds are timed against QEMU in that same L1 like any other.
 RERUN_TCG_THREAD = "single"
 SINGLE_TCG_SLOWDOWN = 2
+# The creation rate (guests at once) always runs with one TCG thread: under multi-threaded
+# TCG, two guests at once reset the emulated L1 every time they were tried.
+CREATION_TCG_THREAD = "single"
 # A guest boots in under a minute even in the rig; one that hangs (it happens there now
 # and then) should cost little before its retry.
 QUICK_VM_TIMEOUT_S = 240
@@ -62,7 +65,7 @@ def host_cpu(work: Path) -> str:
     return "qemu64"
 
 
-def rig_session(args: argparse.Namespace, runs_each: int, first: int,
+def rig_session(args: argparse.Namespace, runs_each: int, first: int, part: str,
                 tcg_thread: str | None = None) -> dict[str, object]:
     """Run bench.inner through ember-rig; the last BENCH-JSON payload it printed."""
     timeout = args.rig_timeout * (SINGLE_TCG_SLOWDOWN if tcg_thread == "single" else 1)
@@ -70,7 +73,7 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int,
             "--silence-limit", str(SILENCE_LIMIT_S),
             *(["--tcg-thread", tcg_thread] if tcg_thread else []), "--",
             sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
-            "--first-round", str(first), "--parallel", str(args.parallel)]
+            "--first-round", str(first), "--parallel", str(args.parallel), "--part", part]
     if args.quick:
         argv += ["--quick", "--timeout", str(QUICK_VM_TIMEOUT_S)]
     last: dict[str, object] = {}
@@ -89,15 +92,17 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int,
     return last
 
 
-def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table) -> dict[str, object]:
-    """All rounds, in as few rig sessions as possible: when the L1 VM dies mid-way (it
-    now and then does under emulation), a new session runs the rounds still missing."""
+def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table, part: str,
+               tcg_thread: str | None = None) -> dict[str, object]:
+    """All rounds of one part, in as few rig sessions as possible: when the L1 VM dies
+    mid-way (it now and then does under emulation), a new session runs the rounds still
+    missing."""
     done, last, sessions = 0, {}, 0
     retried: list[object] = []
     while sessions < RIG_SESSIONS:
         sessions += 1
-        last = rig_session(args, runs_each - done, done,
-                           None if sessions == 1 else RERUN_TCG_THREAD)
+        last = rig_session(args, runs_each - done, done, part,
+                           tcg_thread or (None if sessions == 1 else RERUN_TCG_THREAD))
         table.merge_json(last.get("samples"))
         rounds = last.get("rounds")
         done += rounds if isinstance(rounds, int) else 0
@@ -107,13 +112,17 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table) -> dict[s
             break
         # A run that failed every attempt, a wedged VMM, a frozen or stopped L1: under
         # emulation these cluster in some L1 boots, so a fresh one gets the rest.
-        retried.append(f"rig session {sessions} ended early (status {last.get('rig_status')}"
+        retried.append(f"{part} rig session {sessions} ended early (status {last.get('rig_status')}"
                        f"{': ' + str(last['error']).splitlines()[0] if 'error' in last else ''}"
                        f"; the next ran with {RERUN_TCG_THREAD}-threaded TCG)")
-        print(f"bench: rig session {sessions} ended early after {done} rounds; "
+        print(f"bench: {part} rig session {sessions} ended early after {done} rounds; "
               f"starting another, with {RERUN_TCG_THREAD}-threaded TCG", file=sys.stderr,
               flush=True)
     return {**last, "rounds": done, "rig_sessions": sessions, "retries": retried}
+
+
+def _as_list(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,7 +137,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("bench: exec -> socket ready on this host", file=sys.stderr, flush=True)
     host_cpu_model = host_ready(runs_each, host)
     guests = Table()
-    inner = rig_rounds(args, runs_each, guests)
+    inner = rig_rounds(args, runs_each, guests, "single-guest")
+    many = rig_rounds(args, runs_each, guests, "creation", CREATION_TCG_THREAD)
+    inner = {**inner, "retries": _as_list(inner["retries"]) + _as_list(many["retries"]),
+             "rig_sessions": f"{inner['rig_sessions']} + {many['rig_sessions']} (creation)",
+             "done": inner.get("done") and many.get("done"),
+             **({"error": many["error"]} if "error" in many and "error" not in inner else {})}
     results = report.merge(host, guests, host_cpu_model, inner)
     report.write(OUT, results, partial=False)
     print(report.text(results))

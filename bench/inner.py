@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--first-round", type=int, default=0, help="index of the first round")
     p.add_argument("--quick", action="store_true", help="smallest sizes, profile in-line")
     p.add_argument("--parallel", type=int, default=4)
+    p.add_argument("--part", choices=PARTS, default=PARTS[0],
+                   help="one-guest runs (boot, memory, block, socket) and a profile, or the "
+                        "creation rate (several guests at once)")
     p.add_argument("--timeout", type=float, default=400.0, help="seconds per VMM run")
     return p
 
@@ -74,6 +77,9 @@ def config_note(s: runs.Setup) -> dict[str, object]:
 
 ATTEMPTS = 3
 T = TypeVar("T")
+# The creation rate runs several guests at once: its own part, so the caller can give it
+# an L1 of its own (under multi-threaded TCG, two guests at once reset the emulated L1).
+PARTS = ("single-guest", "creation")
 
 
 class Retries:
@@ -112,6 +118,9 @@ def one_round(i: int, s: runs.Setup, table: Table, prefix: list[str] | None,
             e2e = table.metrics[runs.BOOT_E2E].samples[QEMU][-1]
             table.add(runs.BOOT_FC, "ms", QEMU, e2e - ready * runs.MS)
         say(f"{label} done in {time.monotonic() - start:.1f} s")
+
+
+def creation_round(i: int, s: runs.Setup, table: Table, retries: Retries) -> None:
     for vmm in runs.order(i):
         say(f"round {i + 1}: {vmm} creation x{s.parallel}")
         retries.run(f"round {i + 1}: {vmm} creation",
@@ -149,13 +158,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = 0
     try:
         for n, i in enumerate(range(args.first_round, args.first_round + args.runs), 1):
-            one_round(i, s, table, quick_prefix, retries)
+            if args.part == "creation":
+                creation_round(i, s, table, retries)
+            else:
+                one_round(i, s, table, quick_prefix, retries)
             done = n
             emit(table, config, {"rounds": n, "retries": retries.failures})
-        say("profiling one ember boot")
-        text = (profile_boot_quick(work) if quick_prefix else
-                retries.run("profile", lambda: profile_boot(s, work / "p.spy")))
-        emit(table, config, {"rounds": args.runs, "profile": text, "done": True,
+        extra: dict[str, object] = {}
+        if args.part != "creation":
+            say("profiling one ember boot")
+            extra["profile"] = (profile_boot_quick(work) if quick_prefix else
+                                retries.run("profile", lambda: profile_boot(s, work / "p.spy")))
+        emit(table, config, {"rounds": args.runs, **extra, "done": True,
                              "retries": retries.failures})
     except WedgedError as err:  # no "error" and no "done": the caller starts a new session
         say(f"{err}; ending this rig session")

@@ -258,8 +258,6 @@ def writeback_ctrl_alt_del(work: Path) -> None:
            metrics=metrics.read_text()[-8000:] if metrics.exists() else "")
 
 
-# Two guests at once come last: that is when the emulated L1 has reset itself under
-# multi-threaded TCG, and then only this scenario is left for the next session.
 SCENARIOS = {
     "seed-login": seed_login,
     "integrity": integrity,

@@ -23,8 +23,8 @@ TIMEOUT_STATUS = 124
 SESSION_TIMEOUT_S = 1500
 SILENCE_LIMIT_S = 120
 SESSIONS = 3
-# The first session uses the rig's default, multi-threaded TCG (fastest); the sessions that
-# rerun what it left use one TCG thread, slower but steadier (see ember.rig._qemu).
+# Sessions use the rig's default, multi-threaded TCG (fastest); the last one that reruns
+# what the others left uses one TCG thread, slower but steadier (see ember.rig._qemu).
 RERUN_TCG_THREAD = "single"
 GUEST_IMAGES = ("vmlinux", "bzImage", "initramfs.cpio", "rootfs.ext4")
 
@@ -90,33 +90,35 @@ def _session(script: str, names: list[str], tcg_thread: str | None
     return code, out, err, None
 
 
-def run_scenarios(script_name: str) -> dict[str, dict[str, object]]:
-    """Run every scenario of one script in as few rig sessions (L1 boots) as possible.
+def run_scenarios(script_name: str, only: tuple[str, ...] = (), skip: tuple[str, ...] = (),
+                  tcg_thread: str | None = None) -> dict[str, dict[str, object]]:
+    """Run the scenarios of one script (those named in ``only``, else all but ``skip``) in
+    as few rig sessions (L1 boots) as possible.
 
     The L1 VM itself (QEMU's software emulation) has been seen to stop or freeze in the
     middle of a session; then a new session runs the scenarios still without a result (up
-    to SESSIONS in all), and the test output says so."""
+    to SESSIONS in all, the last with one TCG thread), and the test output says so."""
     require_guest_images()
     script = str(ROOT / "tests" / "e2e" / script_name)
-    all_names: list[str] = []
+    wanted: list[str] = list(only)
     results: dict[str, dict[str, object]] = {}
     for session in range(1, SESSIONS + 1):
-        missing = [n for n in all_names if n not in results or results[n].get("rig_failed")]
-        code, out, err, l1_failure = _session(script, missing,
-                                              None if session == 1 else RERUN_TCG_THREAD)
+        missing = [n for n in wanted if n not in results or results[n].get("rig_failed")]
+        threads = tcg_thread or (RERUN_TCG_THREAD if session == SESSIONS else None)
+        code, out, err, l1_failure = _session(script, missing or [f"-{n}" for n in skip],
+                                              threads)
         names, got = parse_scenarios(out)
-        all_names = all_names or names
+        wanted = wanted or [n for n in names if n not in skip]
         results.update(got)
-        left = [n for n in all_names if n not in results or results[n].get("rig_failed")]
-        if all_names and not left:
+        left = [n for n in wanted if n not in results or results[n].get("rig_failed")]
+        if wanted and not left:
             code = 0 if l1_failure else code
             break
-        if l1_failure is None and not all_names:
+        if l1_failure is None and not wanted:
             break  # the script itself is broken: reported below
         why = l1_failure or "every attempt of some scenarios died under emulation"
         print(f"{script_name}: rig session {session} failed ({why}); scenarios to run in a "
-              f"new session (single-threaded TCG): {', '.join(left) if all_names else '(all)'}",
-              file=sys.stderr)
+              f"new session: {', '.join(left) if wanted else '(all)'}", file=sys.stderr)
         if l1_failure is None:
             code = 0
     if code != 0 or not results:
@@ -130,7 +132,18 @@ def boot_results() -> dict[str, dict[str, object]]:
     return run_scenarios("boot_scenarios.py")
 
 
+# Two guests at once: under multi-threaded TCG the emulated L1 reset itself every time
+# (see ember.rig._qemu), so this scenario has its own session with one TCG thread.
+TWO_GUESTS = ("shared-rootfs",)
+
+
 @pytest.fixture(scope="session")
 def block_results() -> dict[str, dict[str, object]]:
-    """Every block-device scenario, run in one rig session."""
-    return run_scenarios("block_scenarios.py")
+    """Every one-guest block-device scenario, run in one rig session."""
+    return run_scenarios("block_scenarios.py", skip=TWO_GUESTS)
+
+
+@pytest.fixture(scope="session")
+def two_guest_results() -> dict[str, dict[str, object]]:
+    """The block scenarios with two guests at once, in a session of their own."""
+    return run_scenarios("block_scenarios.py", only=TWO_GUESTS, tcg_thread=RERUN_TCG_THREAD)

@@ -278,10 +278,14 @@ def _heartbeat() -> None:
 
 
 def run_all(scenarios: dict[str, Callable[[Path], None]], names: list[str], workdir: Path) -> None:
-    """Run the named scenarios (all when none are named), printing one result line each."""
+    """Run the named scenarios (all when none are named, except those named as ``-NAME``),
+    printing one result line each."""
     say(NAMES + json.dumps(list(scenarios)))
     threading.Thread(target=_heartbeat, daemon=True).start()
-    for name in names or list(scenarios):
+    skip = {n[1:] for n in names if n.startswith("-")}
+    chosen = [n for n in names if not n.startswith("-")] or [n for n in scenarios
+                                                              if n not in skip]
+    for name in chosen:
         stands = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             stands = _attempt(scenarios[name], name, workdir / f"{name}-{attempt}")

@@ -52,8 +52,8 @@ def test_read_only_drive_stays_unchanged(block_results: Results) -> None:
     assert r["returncode"] == 0
 
 
-def test_two_microvms_share_a_read_only_rootfs(block_results: Results) -> None:
-    r = _get(block_results, "shared-rootfs")
+def test_two_microvms_share_a_read_only_rootfs(two_guest_results: Results) -> None:
+    r = _get(two_guest_results, "shared-rootfs")
     assert r["returncodes"] == [0, 0], r["consoles"]
     assert r["rootfs_unchanged"]
     marks = list(r["marks"])  # type: ignore[call-overload]
