@@ -14,6 +14,8 @@ from bench import apisock, report, runs, vmms
 from bench.inner import HEARTBEAT, JSON_PREFIX
 from bench.process import BenchError
 from bench.stats import Table
+from ember.rig import Mode
+from ember.rig._mode import choose
 
 OUT = vmms.ROOT / "build" / "bench"
 RIG = Path(sys.executable).parent / "ember-rig"
@@ -23,9 +25,10 @@ RIG_SESSIONS = 2
 # see ember.rig._qemu); its rounds are timed against QEMU in that same L1 like any other.
 RERUN_TCG_THREAD = "single"
 SINGLE_TCG_SLOWDOWN = 2
-# The creation rate (guests at once) always runs with one TCG thread: under multi-threaded
-# TCG, two guests at once reset the emulated L1 every time they were tried.
-CREATION_TCG_THREAD = "single"
+# The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested:
+# under multi-threaded TCG, two guests on the two L1 vCPUs at once reset the emulated L1
+# every time they were tried, and ran through pinned. Both VMMs are pinned alike.
+ONE_L1_CPU = ["taskset", "-c", "0"]
 # A guest boots in under a minute even in the rig; one that hangs (it happens there now
 # and then) should cost little before its retry.
 QUICK_VM_TIMEOUT_S = 240
@@ -72,6 +75,7 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int, part: str,
     argv = [str(RIG), "run", "--quiet", "--timeout", str(timeout),
             "--silence-limit", str(SILENCE_LIMIT_S),
             *(["--tcg-thread", tcg_thread] if tcg_thread else []), "--",
+            *(ONE_L1_CPU if part == "creation" and choose() is Mode.NESTED else []),
             sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
             "--first-round", str(first), "--parallel", str(args.parallel), "--part", part]
     if args.quick:
@@ -92,8 +96,8 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int, part: str,
     return last
 
 
-def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table, part: str,
-               tcg_thread: str | None = None) -> dict[str, object]:
+def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table,
+               part: str) -> dict[str, object]:
     """All rounds of one part, in as few rig sessions as possible: when the L1 VM dies
     mid-way (it now and then does under emulation), a new session runs the rounds still
     missing."""
@@ -102,7 +106,7 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table, part: str
     while sessions < RIG_SESSIONS:
         sessions += 1
         last = rig_session(args, runs_each - done, done, part,
-                           tcg_thread or (None if sessions == 1 else RERUN_TCG_THREAD))
+                           None if sessions == 1 else RERUN_TCG_THREAD)
         table.merge_json(last.get("samples"))
         rounds = last.get("rounds")
         done += rounds if isinstance(rounds, int) else 0
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host_cpu_model = host_ready(runs_each, host)
     guests = Table()
     inner = rig_rounds(args, runs_each, guests, "single-guest")
-    many = rig_rounds(args, runs_each, guests, "creation", CREATION_TCG_THREAD)
+    many = rig_rounds(args, runs_each, guests, "creation")
     inner = {**inner, "retries": _as_list(inner["retries"]) + _as_list(many["retries"]),
              "rig_sessions": f"{inner['rig_sessions']} + {many['rig_sessions']} (creation)",
              "done": inner.get("done") and many.get("done"),
