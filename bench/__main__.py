@@ -21,11 +21,11 @@ OUT = vmms.ROOT / "build" / "bench"
 RIG = Path(sys.executable).parent / "ember-rig"
 HOST_READY = "exec -> control socket answers (this host)"
 RIG_SESSIONS = 3
-# The last session that reruns what the others left uses one TCG thread for L1 (slower,
-# steadier: see ember.rig._qemu); its rounds are timed against QEMU in that same L1 like
-# any other. A frozen L1 is mostly bad luck of one L1 boot: the first rerun stays multi.
-RERUN_TCG_THREAD = "single"
-NEXT_SINGLE = f"; the next ran with {RERUN_TCG_THREAD}-threaded TCG"
+# Every session uses multi-threaded TCG: a frozen L1 is mostly the bad luck of one L1
+# boot, and a single-threaded L1 (tried for the last rerun) was several times slower with
+# guests that stalled all the same. Set this to "single" to try that again.
+RERUN_TCG_THREAD: str | None = None
+NEXT_SINGLE = f"; the next ran with {RERUN_TCG_THREAD}-threaded TCG" if RERUN_TCG_THREAD else ""
 SINGLE_TCG_SLOWDOWN = 2
 # The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested:
 # under multi-threaded TCG, two guests on the two L1 vCPUs at once reset the emulated L1

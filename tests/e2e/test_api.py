@@ -120,13 +120,11 @@ def _died_under_emulation(out: str) -> bool:
 def _run_until_not_emulation_failure(script: Path, env: dict[str, str]
                                      ) -> tuple[rig.CompletedRun, str]:
     """Run the sequence; an attempt whose L1 froze or died, that ran out of time, or whose
-    guest died under emulation is shown on stderr and made again in a fresh L1 (the last
-    attempt with one TCG thread: slower, steadier)."""
+    guest died under emulation is shown on stderr and made again in a fresh L1."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             done = rig.run(["bash", str(script)], cwd=str(ROOT), env=env,
-                           timeout=ATTEMPT_TIMEOUT_S, silence_limit=SILENCE_LIMIT_S,
-                           tcg_thread=None if attempt < ATTEMPTS else "single")
+                           timeout=ATTEMPT_TIMEOUT_S, silence_limit=SILENCE_LIMIT_S)
         except rig.L1Error as err:
             print(f"attempt {attempt}: the rig's L1 stopped: {err}\n"
                   f"{err.stdout.decode(errors='replace')[-3000:]}\n{str(err.log)[-1500:]}",

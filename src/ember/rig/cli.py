@@ -40,8 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop L1 (exit 125) when the command prints nothing for this long")
     run.add_argument("--tcg-thread", choices=TCG_THREADS, default=None,
                      help="QEMU's TCG threading for L1 (default: $EMBER_RIG_TCG_THREAD, "
-                          "else multi; single is slower and has been steadier with several "
-                          "guests at once)")
+                          "else multi; single is several times slower)")
     run.add_argument("-q", "--quiet", action="store_true", help="no `L1 ready` line")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return parser
