@@ -355,7 +355,11 @@ def _install_signal_handlers(exit_box: ExitBox) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(VCPU_KICK_SIGNAL, lambda _sig, _frame: None)
-    faulthandler.register(STACK_DUMP_SIGNAL, all_threads=True)
+    # Dumped from the Python-level handler (the main thread, woken through the wakeup fd,
+    # holding the GIL): faulthandler's own C-level handler walks the other threads' frames
+    # while they run.
+    signal.signal(STACK_DUMP_SIGNAL,
+                  lambda _sig, _frame: faulthandler.dump_traceback(all_threads=True))
 
 
 if __name__ == "__main__":
