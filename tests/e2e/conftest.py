@@ -26,7 +26,6 @@ SESSIONS = 4
 # Every session uses the rig's default, multi-threaded TCG: single-threaded TCG was tried
 # for the last rerun and was several times slower without its guests dying less often
 # (ember.rig._qemu); a fresh multi-threaded L1 is the better next chance.
-RERUN_TCG_THREAD: str | None = None
 GUEST_IMAGES = ("vmlinux", "bzImage", "initramfs.cpio", "rootfs.ext4")
 
 
@@ -37,15 +36,13 @@ def require_guest_images() -> None:
 
 
 def run_in_rig(argv: list[str], timeout: float, fail: bool = True,
-               silence_limit: float | None = None,
-               tcg_thread: str | None = None) -> tuple[int, str, str]:
+               silence_limit: float | None = None) -> tuple[int, str, str]:
     """Run argv through the rig from the repository root; fail the test if the rig breaks
     (or, with ``fail=False``, let the rig's error through to the caller)."""
     from ember.rig import RigError, run
 
     try:
-        done = run(argv, cwd=str(ROOT), timeout=timeout, silence_limit=silence_limit,
-                   tcg_thread=tcg_thread)
+        done = run(argv, cwd=str(ROOT), timeout=timeout, silence_limit=silence_limit)
     except RigError as err:
         if not fail:
             raise
@@ -74,8 +71,7 @@ def parse_scenarios(stdout: str) -> tuple[list[str], dict[str, dict[str, object]
     return names, results
 
 
-def _session(script: str, names: list[str], tcg_thread: str | None, pin: bool
-             ) -> tuple[int, str, str, str | None]:
+def _session(script: str, names: list[str], pin: bool) -> tuple[int, str, str, str | None]:
     """One rig session of the script: (exit status, stdout, stderr, why L1 failed or None)."""
     from ember.rig import L1Error, Mode
     from ember.rig._mode import choose
@@ -84,8 +80,7 @@ def _session(script: str, names: list[str], tcg_thread: str | None, pin: bool
     try:
         code, out, err = run_in_rig([*prefix, sys.executable, script, *names],
                                     timeout=SESSION_TIMEOUT_S,
-                                    fail=False, silence_limit=SILENCE_LIMIT_S,
-                                    tcg_thread=tcg_thread)
+                                    fail=False, silence_limit=SILENCE_LIMIT_S)
     except L1Error as stopped:
         return (-1, stopped.stdout.decode(errors="replace"),
                 stopped.stderr.decode(errors="replace"), f"{stopped}\n{stopped.log[-2000:]}")
@@ -108,9 +103,8 @@ def run_scenarios(script_name: str, only: tuple[str, ...] = (), skip: tuple[str,
     results: dict[str, dict[str, object]] = {}
     for session in range(1, SESSIONS + 1):
         missing = [n for n in wanted if n not in results or results[n].get("rig_failed")]
-        threads = RERUN_TCG_THREAD if session == SESSIONS else None
         code, out, err, l1_failure = _session(script, missing or [f"-{n}" for n in skip],
-                                              threads, pin)
+                                              pin)
         names, got = parse_scenarios(out)
         wanted = wanted or [n for n in names if n not in skip]
         results.update(got)
