@@ -21,12 +21,6 @@ OUT = vmms.ROOT / "build" / "bench"
 RIG = Path(sys.executable).parent / "ember-rig"
 HOST_READY = "exec -> control socket answers (this host)"
 RIG_SESSIONS = 3
-# Every session uses multi-threaded TCG: a frozen L1 is mostly the bad luck of one L1
-# boot, and a single-threaded L1 (tried for the last rerun) was several times slower with
-# guests that stalled all the same. Set this to "single" to try that again.
-RERUN_TCG_THREAD: str | None = None
-NEXT_SINGLE = f"; the next ran with {RERUN_TCG_THREAD}-threaded TCG" if RERUN_TCG_THREAD else ""
-SINGLE_TCG_SLOWDOWN = 2
 # The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested:
 # under multi-threaded TCG, two guests on the two L1 vCPUs at once reset the emulated L1
 # every time they were tried, and ran through pinned. Both VMMs are pinned alike.
@@ -70,13 +64,11 @@ def host_cpu(work: Path) -> str:
     return "qemu64"
 
 
-def rig_session(args: argparse.Namespace, runs_each: int, first: int, part: str,
-                tcg_thread: str | None = None) -> dict[str, object]:
+def rig_session(args: argparse.Namespace, runs_each: int, first: int,
+                part: str) -> dict[str, object]:
     """Run bench.inner through ember-rig; the last BENCH-JSON payload it printed."""
-    timeout = args.rig_timeout * (SINGLE_TCG_SLOWDOWN if tcg_thread == "single" else 1)
-    argv = [str(RIG), "run", "--quiet", "--timeout", str(timeout),
-            "--silence-limit", str(SILENCE_LIMIT_S),
-            *(["--tcg-thread", tcg_thread] if tcg_thread else []), "--",
+    argv = [str(RIG), "run", "--quiet", "--timeout", str(args.rig_timeout),
+            "--silence-limit", str(SILENCE_LIMIT_S), "--",
             *(ONE_L1_CPU if part == "creation" and choose() is Mode.NESTED else []),
             sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
             "--first-round", str(first), "--parallel", str(args.parallel), "--part", part]
@@ -107,8 +99,7 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table,
     retried: list[object] = []
     while sessions < RIG_SESSIONS:
         sessions += 1
-        last = rig_session(args, runs_each - done, done, part,
-                           RERUN_TCG_THREAD if sessions == RIG_SESSIONS else None)
+        last = rig_session(args, runs_each - done, done, part)
         table.merge_json(last.get("samples"))
         rounds = last.get("rounds")
         done += rounds if isinstance(rounds, int) else 0
@@ -120,7 +111,7 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table,
         # emulation these cluster in some L1 boots, so a fresh one gets the rest.
         retried.append(f"{part} rig session {sessions} ended early (status {last.get('rig_status')}"
                        f"{': ' + str(last['error']).splitlines()[0] if 'error' in last else ''}"
-                       f"{NEXT_SINGLE if sessions + 1 == RIG_SESSIONS else ''})")
+                       ")")
         print(f"bench: {part} rig session {sessions} ended early after {done} rounds; "
               "starting another", file=sys.stderr, flush=True)
     return {**last, "rounds": done, "rig_sessions": sessions, "retries": retried}
