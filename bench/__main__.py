@@ -14,17 +14,14 @@ from bench import apisock, report, runs, vmms
 from bench.inner import HEARTBEAT, JSON_PREFIX
 from bench.process import BenchError
 from bench.stats import Table
-from ember.rig import Mode
-from ember.rig._mode import choose
+from ember.rig import one_cpu_prefix
 
 OUT = vmms.ROOT / "build" / "bench"
 RIG = Path(sys.executable).parent / "ember-rig"
 HOST_READY = "exec -> control socket answers (this host)"
 RIG_SESSIONS = 3
-# The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested:
-# under multi-threaded TCG, two guests on the two L1 vCPUs at once reset the emulated L1
-# every time they were tried, and ran through pinned. Both VMMs are pinned alike.
-ONE_L1_CPU = ["taskset", "-c", "0"]
+# The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested
+# (ember.rig.one_cpu_prefix); both VMMs are pinned alike.
 # A guest boots in under a minute even in the rig; one that hangs (it happens there now
 # and then) should cost little before its retry.
 QUICK_VM_TIMEOUT_S = 240
@@ -69,7 +66,7 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int,
     """Run bench.inner through ember-rig; the last BENCH-JSON payload it printed."""
     argv = [str(RIG), "run", "--quiet", "--timeout", str(args.rig_timeout),
             "--silence-limit", str(SILENCE_LIMIT_S), "--",
-            *(ONE_L1_CPU if part == "creation" and choose() is Mode.NESTED else []),
+            *(one_cpu_prefix() if part == "creation" else []),
             sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
             "--first-round", str(first), "--parallel", str(args.parallel), "--part", part]
     if args.quick:

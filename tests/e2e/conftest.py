@@ -17,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 GUEST = ROOT / "build" / "guest"
 SCENARIO_PREFIX = "EMBER-SCENARIO "
 NAMES_PREFIX = "EMBER-SCENARIO-NAMES "
-TIMEOUT_STATUS = 124
 # A session of boot or block scenarios takes 3-10 minutes; the harness prints a heartbeat
 # every 15 s, so minutes of silence mean the emulated L1 froze.
 SESSION_TIMEOUT_S = 1500
@@ -73,10 +72,9 @@ def parse_scenarios(stdout: str) -> tuple[list[str], dict[str, dict[str, object]
 
 def _session(script: str, names: list[str], pin: bool) -> tuple[int, str, str, str | None]:
     """One rig session of the script: (exit status, stdout, stderr, why L1 failed or None)."""
-    from ember.rig import L1Error, Mode
-    from ember.rig._mode import choose
+    from ember.rig import TIMEOUT_STATUS, L1Error, one_cpu_prefix
 
-    prefix = ONE_L1_CPU if pin and choose() is Mode.NESTED else []
+    prefix = one_cpu_prefix() if pin else []
     try:
         code, out, err = run_in_rig([*prefix, sys.executable, script, *names],
                                     timeout=SESSION_TIMEOUT_S,
@@ -96,7 +94,7 @@ def run_scenarios(script_name: str, only: tuple[str, ...] = (), skip: tuple[str,
 
     The L1 VM itself (QEMU's software emulation) has been seen to stop or freeze in the
     middle of a session; then a new session runs the scenarios still without a result (up
-    to SESSIONS in all, the last with one TCG thread), and the test output says so."""
+    to SESSIONS in all, each in a fresh L1), and the test output says so."""
     require_guest_images()
     script = str(ROOT / "tests" / "e2e" / script_name)
     wanted: list[str] = list(only)
@@ -134,7 +132,6 @@ def boot_results() -> dict[str, dict[str, object]]:
 # two vCPUs ran guests at once (see ember.rig._qemu); with the whole scenario pinned to one
 # L1 CPU it ran through. So this scenario has a session of its own, pinned.
 TWO_GUESTS = ("shared-rootfs",)
-ONE_L1_CPU = ["taskset", "-c", "0"]
 
 
 @pytest.fixture(scope="session")

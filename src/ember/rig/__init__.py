@@ -4,8 +4,9 @@ On a host whose /dev/kvm cannot (a paravirtual nested KVM), the command runs ins
 L1 VM under QEMU's TCG with emulated AMD SVM, on a writable overlay of the host's root.
 """
 
-from ember.rig._api import TIMEOUT_STATUS, CompletedRun, run
+from ember.rig._api import TIMEOUT_STATUS, CompletedRun, one_cpu_prefix, run
 from ember.rig._mode import Mode
 from ember.rig.errors import L1Error, RigError
 
-__all__ = ["TIMEOUT_STATUS", "CompletedRun", "L1Error", "Mode", "RigError", "run"]
+__all__ = ["TIMEOUT_STATUS", "CompletedRun", "L1Error", "Mode", "RigError", "one_cpu_prefix",
+           "run"]

@@ -10,6 +10,15 @@ from ember.rig._mode import Mode, choose
 from ember.rig.errors import L1Error
 
 TIMEOUT_STATUS = _session.TIMEOUT_STATUS
+# Under multi-threaded TCG, two guests running at once on the emulated L1's two vCPUs reset
+# that L1 every time this was tried; with the command pinned to one L1 CPU they ran through.
+ONE_L1_CPU = ("taskset", "-c", "0")
+
+
+def one_cpu_prefix() -> list[str]:
+    """The argv prefix that keeps a command that boots several guests at once on one L1 CPU
+    where guests boot nested; nothing where they boot on hardware KVM."""
+    return list(ONE_L1_CPU) if choose() is Mode.NESTED else []
 
 
 @dataclass(frozen=True)
