@@ -13,10 +13,12 @@ import sys
 import tempfile
 import termios
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import guest_probe  # noqa: E402
 from harness import (  # noqa: E402
     BASE_ARGS,
     GUEST,
@@ -65,13 +67,21 @@ def sigterm_restores_terminal(work: Path) -> None:
     vmm = Vmm(["--no-api", "--config-file", write_config(work / "vm.json", config)], "sigterm")
     before = termios.tcgetattr(vmm.slave)
     prompt = vmm.wait_for(b"EMBER-GUEST-ACTION shell", TIMEOUT_S) >= 0
+    # The stall diagnostics read this running guest's kernel the way they read a silent one.
+    probe: dict[str, object] = {}
+    if prompt:
+        try:
+            probe = asdict(guest_probe.read_state(vmm.proc.pid, GUEST / "vmlinux"))
+        except Exception as err:  # reported as such: the pytest side says what failed
+            probe = {"error": f"{type(err).__name__}: {err}"}
     time.sleep(1.0)
     during = termios.tcgetattr(vmm.slave)
     vmm.kill(signal.SIGTERM)
     code = vmm.wait(60)
     after = termios.tcgetattr(vmm.slave)
-    report("sigterm", prompt=prompt, returncode=code, raw_during=not during[3] & termios.ICANON,
-           restored=after == before, stdout=vmm.text()[-2000:], stderr=vmm.stderr())
+    report("sigterm", prompt=prompt, probe=probe, returncode=code,
+           raw_during=not during[3] & termios.ICANON, restored=after == before,
+           stdout=vmm.text()[-2000:], stderr=vmm.stderr())
 
 
 def _scenario(name: str, kernel: str, vcpus: int, extra: str = "") -> object:

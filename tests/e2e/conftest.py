@@ -67,6 +67,8 @@ def parse_scenarios(stdout: str) -> tuple[list[str], dict[str, dict[str, object]
                 print(f"scenario {result['name']}: the guest triple-faulted, or stalled before "
                       f"its init, under emulation; result from attempt {result['attempts']}",
                       file=sys.stderr)
+            for stall in result.get("stalls", []):
+                print(f"  {stall}", file=sys.stderr)
     return names, results
 
 

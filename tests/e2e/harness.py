@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import guest_probe
+
 ROOT = Path(__file__).resolve().parents[2]
 GUEST = ROOT / "build" / "guest"
 EMBER = str(Path(sys.prefix) / "bin" / "ember")
@@ -50,6 +52,8 @@ NAMES = "EMBER-SCENARIO-NAMES "
 ATTEMPT_LIMIT_S = 420.0
 _started: list[Vmm] = []
 _pending: list[dict[str, object]] = []
+# What the silent guests of the current scenario's attempts were doing (guest_probe).
+_stalls: list[str] = []
 _print_lock = threading.Lock()
 
 
@@ -79,7 +83,8 @@ class Vmm:
         threading.Thread(target=self._watch_boot, daemon=True).start()
 
     def _watch_boot(self) -> None:
-        """Stop a guest that goes silent before its init (see SILENT_BOOT_S)."""
+        """Stop a guest that goes silent before its init (see SILENT_BOOT_S), saying first
+        what its kernel was doing."""
         seen, quiet_since = -1, time.monotonic()
         while self.proc.poll() is None:
             with self._cond:
@@ -88,10 +93,21 @@ class Vmm:
                 if len(self.output) != seen:
                     seen, quiet_since = len(self.output), time.monotonic()
                 elif time.monotonic() - quiet_since > SILENT_BOOT_S:
-                    self.timed_out = True
-                    self.kill()
-                    return
+                    break
                 self._cond.wait(1.0)
+        else:
+            return
+        self.timed_out = True
+        self._report_stall()
+        self.kill()
+
+    def _report_stall(self) -> None:
+        lines = self.output[-200:].decode(errors="replace").strip().splitlines()
+        state = guest_probe.describe(self.proc.pid, GUEST / "vmlinux")
+        stall = (f"{self.name}: silent {SILENT_BOOT_S:g} s before init, after "
+                 f"{lines[-1] if lines else 'no output'!r}; {state}")
+        _stalls.append(stall)
+        print(stall, file=sys.stderr, flush=True)
 
     def _read(self) -> None:
         while True:
@@ -287,12 +303,15 @@ def run_all(scenarios: dict[str, Callable[[Path], None]], names: list[str], work
                                                               if n not in skip]
     for name in chosen:
         stands = False
+        _stalls.clear()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             stands = _attempt(scenarios[name], name, workdir / f"{name}-{attempt}")
             if stands:
                 break
         for result in _pending:
             result["attempts"] = attempt
+            if _stalls:
+                result["stalls"] = list(_stalls)
             if not stands:  # every attempt died under emulation: a new L1 may do better
                 result["rig_failed"] = True
             say("EMBER-SCENARIO " + json.dumps(result))

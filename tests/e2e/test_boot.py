@@ -9,6 +9,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 Results = dict[str, dict[str, object]]
+# include/linux/jiffies.h: INITIAL_JIFFIES is (unsigned long)(unsigned int)(-300 * HZ), and
+# the project's kernel keeps Kconfig's default HZ, 250 (guest/microvm.config sets none).
+INITIAL_JIFFIES = 2**32 - 300 * 250
 
 
 def _scenario(results: Results, name: str) -> dict[str, object]:
@@ -67,3 +70,14 @@ def test_sigterm_stops_the_vm_and_restores_the_terminal(boot_results: Results) -
     assert result["raw_during"]  # ember put the console terminal in raw mode
     assert result["restored"]  # and gave it back as it found it
     assert result["returncode"] is not None  # it exited (no hang) after SIGTERM
+
+
+def test_stall_probe_reads_the_guest_kernel(boot_results: Results) -> None:
+    """The stall diagnostics (guest_probe) read the right memory: in the running 1-vCPU
+    guest of the sigterm scenario, the clock ticks and only CPU 0 is online."""
+    probe = _scenario(boot_results, "sigterm")["probe"]
+    assert isinstance(probe, dict) and "error" not in probe, probe
+    before, after = probe["jiffies"]
+    assert INITIAL_JIFFIES <= before < after, probe  # the periodic tick runs
+    assert probe["masks"]["online"] == 0b1, probe
+    assert list(probe["vcpus"]) == ["fc_vcpu 0"], probe
