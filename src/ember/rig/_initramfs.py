@@ -52,7 +52,9 @@ x=$n{EXCHANGE_MOUNT}
 # clears the UART FIFOs, losing input that arrived meanwhile and output not yet sent.
 exec 3<>/dev/ttyS0 4<>/dev/ttyS1
 stty $STTY0 <&3 && stty $STTY1 <&4 || fail "stty"
-echo 0 >/proc/sys/kernel/printk
+# From here ttyS0 carries the command's output: only emergencies (a panic, a soft lockup)
+# may still reach it, the last words of an L1 going down, which its failure log shows.
+echo 1 >/proc/sys/kernel/printk
 printf '{READY_MARKER.decode()}' >&3
 # The session leader owns ttyS0 as controlling tty (^C reaches the command as SIGINT). When a
 # session leader exits, the kernel hangs its tty up and discards unsent output: so the leader

@@ -9,8 +9,8 @@ from ember.rig._initramfs import EXCHANGE_TAG, HOSTROOT_TAG
 from ember.rig.errors import QemuMissingError, RigError
 
 QEMU = "qemu-system-x86_64"
-# quiet + loglevel=1: only emergencies (a panic) reach the console during boot; the init
-# lowers the level to 0 before the command starts. panic=-1 with -no-reboot: a panic ends QEMU.
+# quiet + loglevel=1: only emergencies (a panic) reach the console, during boot and while
+# the command runs. panic=-1 with -no-reboot: a panic ends QEMU.
 KERNEL_CMDLINE = "console=ttyS0,115200 quiet loglevel=1 panic=-1 rdinit=/init"
 # Extra L1 kernel arguments, for debugging (e.g. `loglevel=7` shows the boot log on failure).
 APPEND_ENV = "EMBER_RIG_APPEND"

@@ -32,6 +32,7 @@ TIMEOUT_STATUS = 124
 _CHUNK = 65536
 _MAX_PENDING = 1 << 20  # stop reading the caller's stdin while this much awaits L1
 _LOG_LIMIT = 16384
+_LAST_WORDS = 4096
 _EOF = b"\x04"  # VEOF: in canonical mode, ^D at the start of a line ends the input
 _EOF_COUNT = 32
 _FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -132,6 +133,7 @@ class _Pump:
         self.last_output = self.started
         self.boot = bytearray()
         self.held = b""
+        self.last_words = bytearray()  # the tail of the command's output, for failure_log
         self.ended = False
         self.diag = bytearray()
         self.pending = bytearray(streams.stdin_data)
@@ -203,6 +205,8 @@ class _Pump:
             held, self.held = held[: len(held) - keep], held[len(held) - keep :]
         if held:
             self.streams.stdout(held)
+            self.last_words += held
+            del self.last_words[:-_LAST_WORDS]
 
     def _read_stderr(self, fd: int) -> None:
         self.last_output = time.monotonic()
@@ -298,7 +302,11 @@ class _Pump:
 
     def failure_log(self) -> str:
         text = (bytes(self.boot) + b"\n" + bytes(self.diag)).decode(errors="replace")
-        return text.strip()[-_LOG_LIMIT:]
+        text = text.strip()[-_LOG_LIMIT:]
+        if self.last_words:  # an L1 panic shows up here, after the command's last lines
+            words = bytes(self.last_words).decode(errors="replace")
+            text += f"\n--- the last of ttyS0 (command output, L1 emergencies):\n{words}"
+        return text
 
 
 def _marker_prefix_len(data: bytes, marker: bytes) -> int:

@@ -4,7 +4,7 @@ argv: S0 S1 EXCHANGE BEHAVIOUR. It writes a boot log and the ready marker on ser
 then acts out BEHAVIOUR:
   echo   copy stdin to stdout upper-cased (^D shown as `^D`) up to ^D, "err" to serial 1, status 7
   hang   sleep forever
-  crash  exit without a status
+  crash  print a kernel panic line after the command's output, exit without a status
 """
 
 import os
@@ -24,6 +24,7 @@ def main() -> None:
     if behaviour == "hang":
         time.sleep(3600)
     if behaviour == "crash":
+        os.write(out, b"\nKernel panic - not syncing: fake\n")
         sys.exit(1)
     inp = os.open(s0 + ".in", os.O_RDONLY)
     data = b""

@@ -63,6 +63,8 @@ def test_l1_dying_without_status_is_an_error_with_the_boot_log(fake_l1: list[str
         _run(b"")
     assert "boot noise" in err.value.log
     assert "QEMU exited with status" in str(err.value)  # how L1 ended is named
+    # L1's last words on ttyS0 (its emergencies share the port with the command's output)
+    assert "firstKernel panic - not syncing: fake" in err.value.log.replace("\n", "")
 
 
 def test_no_temporary_directory_is_left_behind(fake_l1: list[str], tmp_path: Path,
