@@ -19,7 +19,9 @@ from ember.rig import one_cpu_prefix
 OUT = vmms.ROOT / "build" / "bench"
 RIG = Path(sys.executable).parent / "ember-rig"
 HOST_READY = "exec -> control socket answers (this host)"
-RIG_SESSIONS = 3
+# Rig sessions per part: each that completes a round earns another, up to the rounds
+# wanted plus SPARE_SESSIONS; SPARE_SESSIONS sessions in a row without a round end it.
+SPARE_SESSIONS = 2
 # The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested
 # (ember.rig.one_cpu_prefix); both VMMs are pinned alike.
 # A guest boots in under a minute even in the rig; one that hangs (it happens there now
@@ -92,14 +94,16 @@ def rig_rounds(args: argparse.Namespace, runs_each: int, table: Table,
     """All rounds of one part, in as few rig sessions as possible: when the L1 VM dies
     mid-way (it now and then does under emulation), a new session runs the rounds still
     missing."""
-    done, last, sessions = 0, {}, 0
+    done, last, sessions, barren = 0, {}, 0, 0
     retried: list[object] = []
-    while sessions < RIG_SESSIONS:
+    while sessions < runs_each + SPARE_SESSIONS and barren < SPARE_SESSIONS:
         sessions += 1
         last = rig_session(args, runs_each - done, done, part)
         table.merge_json(last.get("samples"))
         rounds = last.get("rounds")
-        done += rounds if isinstance(rounds, int) else 0
+        new_rounds = rounds if isinstance(rounds, int) else 0
+        done += new_rounds
+        barren = 0 if new_rounds else barren + 1
         failures = last.get("retries")
         retried += failures if isinstance(failures, list) else []
         if last.get("done"):
