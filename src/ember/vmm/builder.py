@@ -145,7 +145,8 @@ class Vm:
     # -- internals ---------------------------------------------------------------------
     def _finish(self, code: int, kick: bool = True) -> None:
         """End the VM once: stop the vCPUs and helpers, restore the terminal, log the exits,
-        and only then let ``wait`` return (the caller may exit the process right away)."""
+        and only then let ``wait`` return (the caller may exit the process right away).
+        ``wait`` returns even if a step fails: a VMM whose guest has ended never hangs."""
         with self._lock:
             if self._exit_code is None:
                 self._exit_code = code
@@ -153,31 +154,37 @@ class Vm:
                 return
             self._finishing = True
             code = self._exit_code
+        try:
+            self._stop_everything(kick)
+            exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
+            log.info("Vmm is stopping with exit code %d. vCPU exits: %s", code,
+                     exits or "none")
+            if self.coalesced is not None:
+                log.info("Port writes taken from the coalesced ring (no exit): %d",
+                         self.coalesced.applied)
+        finally:
+            self.state = "Stopped"
+            self._done.set()
+
+    def _stop_everything(self, kick: bool) -> None:
         for vcpu in self.vcpus:
             vcpu.stopping = True
             vcpu.resumed.set()
             if kick:
                 vcpu.kick()
         if self._pump is not None:
-            self._pump.stop()
+            _step("stopping the serial input", self._pump.stop)
         if self.coalesced is not None:
             self.coalesced.stop_timer()
         if self._loop is not None:
-            self._loop.stop()
+            _step("stopping the device thread", self._loop.stop)
         if self._terminal is not None:
-            self._terminal.restore()
+            _step("restoring the terminal", self._terminal.restore)
         for vcpu in self.vcpus:
             if not vcpu.is_current_thread():
                 vcpu.join(VCPU_JOIN_TIMEOUT_S)
         if self.coalesced is not None and not self.coalesced.drain(FINAL_DRAIN_WAIT_S):
             log.warning("serial output still queued at exit could not be written")
-        self.state = "Stopped"
-        exits = ", ".join(f"{k}={v}" for k, v in sorted(self.exit_counts().items()))
-        log.info("Vmm is stopping with exit code %d. vCPU exits: %s", code, exits or "none")
-        if self.coalesced is not None:
-            log.info("Port writes taken from the coalesced ring (no exit): %d",
-                     self.coalesced.applied)
-        self._done.set()
 
     def on_vcpu_exit(self, code: int) -> None:
         """A vCPU ended the VM (guest reset, shutdown, or a fatal exit)."""
@@ -209,6 +216,14 @@ class Vm:
                "unhandled_mmio": sum(v.unhandled_mmio for v in self.vcpus)},
             "vmm": {"serial_bytes_dropped": self._sink.dropped},
         } | {f"block_{drive_id}": dict(b.metrics) for drive_id, b in self.blocks.items()}
+
+
+def _step(what: str, action: Callable[[], object]) -> None:
+    """One step of ending the VM: a failure is logged and the steps after it still run."""
+    try:
+        action()
+    except Exception:
+        log.exception("ending the VM: %s failed", what)
 
 
 def _configure_vcpu(fd: VcpuFd, supported: list[KvmCpuidEntry2], plan: BootPlan,

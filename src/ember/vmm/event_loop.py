@@ -61,7 +61,14 @@ class EventLoop:
             if self._stop.is_set():
                 return
             self._stop.set()
-            os.eventfd_write(self._wake, 1)
+            try:
+                os.eventfd_write(self._wake, 1)
+            except OSError as err:
+                # Only a close of this fd elsewhere in the process does this; say what is
+                # open so that the culprit can be found. The thread is a daemon: it cannot
+                # keep the process alive, and its join below is bounded.
+                log.error("event loop wake-up fd %d: %s; open fds: %s", self._wake, err,
+                          open_fds())
         if self._thread.ident is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
 
@@ -96,3 +103,19 @@ def drain_eventfd(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def open_fds() -> str:
+    """The process's open file descriptors and what each is, for error reports."""
+    described = []
+    try:
+        names = sorted(os.listdir("/proc/self/fd"), key=int)
+    except OSError as err:
+        return f"unknown ({err})"
+    for name in names:
+        try:
+            described.append(f"{name}={os.readlink(f'/proc/self/fd/{name}')}")
+        except OSError:
+            continue  # closed meanwhile, or the listing's own fd
+    return " ".join(described)
+

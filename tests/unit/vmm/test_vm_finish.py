@@ -1,0 +1,55 @@
+"""Ending a VM always lets ``wait`` return, whatever fails on the way (ember.vmm.builder).
+
+The Vm here has no vCPUs and no KVM objects: ending it touches only the helpers that these
+tests give it (a real event loop thread, a terminal whose restore fails).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from ember.vmm.builder import Vm
+from ember.vmm.event_loop import EventLoop
+
+
+def _bare_vm() -> Vm:
+    return Vm(None, None, None, [], None, None, {}, None, None)  # type: ignore[arg-type]
+
+
+def test_a_lost_event_loop_fd_is_reported_and_the_vm_still_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Once in the nested rig, the device thread's wake-up eventfd was found closed as the
+    guest rebooted: the VMM then hung for good. Now it says so, with the open fds, and ends."""
+    vm = _bare_vm()
+    loop = EventLoop()
+    vm.attach_devices(loop, {})
+    vm.start()
+    os.close(loop._wake)  # what a stray close elsewhere in the process would do
+    with caplog.at_level(logging.ERROR, logger="ember.vmm"):
+        vm.stop()
+        assert vm.wait(10) == 0
+    assert vm.state == "Stopped"
+    assert any(f"wake-up fd {loop._wake}" in r.getMessage() and "open fds: " in r.getMessage()
+               for r in caplog.records), caplog.text
+
+
+def test_a_failing_step_is_logged_and_the_rest_still_run(
+        caplog: pytest.LogCaptureFixture) -> None:
+    vm = _bare_vm()
+    loop = EventLoop()
+    vm.attach_devices(loop, {})
+    vm.start()
+
+    class BrokenTerminal:
+        def restore(self) -> None:
+            raise OSError(5, "Input/output error")
+
+    vm._terminal = BrokenTerminal()  # type: ignore[assignment]
+    with caplog.at_level(logging.ERROR, logger="ember.vmm"):
+        vm._finish(0)
+    assert vm.wait(0) == 0
+    assert "restoring the terminal failed" in caplog.text
+    assert not loop._thread.is_alive()  # the step before it ran: the loop stopped
