@@ -60,6 +60,15 @@ def exit_counts(log: str) -> dict[str, int]:
     return counts
 
 
+# Log lines that a clean run never writes: a failed step while the VM ended, a lost fd.
+PROBLEM_WORDS = ("failed", "open fds", "Traceback")
+
+
+def problems(log: str) -> list[str]:
+    """The lines of an ember log that report something wrong (see PROBLEM_WORDS)."""
+    return [line for line in log.splitlines() if any(w in line for w in PROBLEM_WORDS)]
+
+
 def uptime(text: str) -> float:
     """Seconds from a /proc/uptime line ("12.34 5.67")."""
     return float(text.split()[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,8 +54,15 @@ def combined(vmm: str, setup: Setup, table: Table, prefix: list[str] | None = No
     _record_block(vmm, result, setup.plan, table)
 
 
+def _report_problems(log: str) -> None:
+    """Show what an ember log reports as wrong: a run can succeed and still report it."""
+    for line in parse.problems(log):
+        print(f"bench: ember log: {line}", file=sys.stderr, flush=True)
+
+
 def _record_boot(vmm: str, e2e: float, log: str, table: Table) -> None:
     table.add(BOOT_E2E, "ms", vmm, e2e * MS)
+    _report_problems(log)
     timer = parse.boot_time_us(log)
     if vmm == EMBER:
         if timer is None:
@@ -91,6 +99,7 @@ def creation_round(vmm: str, setup: Setup, table: Table) -> None:
         return
     for one in launches:
         log = one.log.read_text() if one.log is not None else ""
+        _report_problems(log)
         counts = parse.exit_counts(log)
         table.add("vCPU exits per boot: total", "exits", EMBER, sum(counts.values()) or None)
         for kind, count in sorted(counts.items()):

@@ -65,3 +65,13 @@ def test_block_script_fills_its_area_and_ends_with_a_reboot() -> None:
     assert "reboot -f" in text and "RANDOM % 2048" in text
     assert plan.random_span() == 2048
     assert block.BlockPlan(data_mib=1024, random_reads=1, qd1_reads=1).random_span() == 32768
+
+
+def test_problems_are_the_lines_that_report_a_failure() -> None:
+    log = ("2026-11-27T03:27:22 [i:main] Successfully started microvm.\n"
+           "2026-11-27T03:27:23 [i:Thread-1] ending the VM: stopping the device thread failed\n"
+           "2026-11-27T03:27:23 [i:Thread-1] event loop wake-up fd 9: [Errno 9] Bad file "
+           "descriptor; open fds: 0=/dev/null 1=pipe:[7]\n")
+    found = parse.problems(log)
+    assert len(found) == 2 and "device thread failed" in found[0] and "open fds" in found[1]
+    assert parse.problems("2026-11-27T03:27:22 [i:main] Running ember v0.1.0\n") == []
