@@ -73,6 +73,15 @@ class EventLoop:
             self._thread.join(2.0)
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception:  # the loop itself, not a device handler (those are caught)
+            log.exception("event loop thread failed; open fds: %s", open_fds())
+            return  # its fds stay open: stop() can still wake nothing and return
+        self._selector.close()
+        os.close(self._wake)
+
+    def _serve(self) -> None:
         while not self._stop.is_set():
             due, wait = self._due_timers()
             for callback in due:
@@ -84,9 +93,6 @@ class EventLoop:
                     drain_eventfd(self._wake)
                 else:
                     self._call(key.data)
-        self._selector.close()
-        os.close(self._wake)
-
 
     def _call(self, callback: Callable[[], None]) -> None:
         try:

@@ -53,3 +53,19 @@ def test_a_failing_step_is_logged_and_the_rest_still_run(
     assert vm.wait(0) == 0
     assert "restoring the terminal failed" in caplog.text
     assert not loop._thread.is_alive()  # the step before it ran: the loop stopped
+
+
+def test_a_failing_event_loop_thread_is_logged_and_the_vm_still_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    vm = _bare_vm()
+    loop = EventLoop()
+    vm.attach_devices(loop, {})
+    with caplog.at_level(logging.ERROR, logger="ember.vmm"):
+        vm.start()
+        os.close(loop._selector.fileno())  # its epoll fd, closed behind its back
+        loop.call_later(0, lambda: None)  # wake it: its next wait fails
+        loop._thread.join(5)
+        assert not loop._thread.is_alive()
+        vm.stop()
+        assert vm.wait(10) == 0
+    assert "event loop thread failed" in caplog.text and "open fds: " in caplog.text
