@@ -78,8 +78,12 @@ class EventLoop:
         except Exception:  # the loop itself, not a device handler (those are caught)
             log.exception("event loop thread failed; open fds: %s", open_fds())
             return  # its fds stay open: stop() can still wake nothing and return
-        self._selector.close()
-        os.close(self._wake)
+        # stop() sets _stop and then writes the wake-up fd, both under _timer_lock; a thread
+        # that was awake anyway sees _stop in between and gets here: it must not close the
+        # fd before that write (it did, and stop() raised EBADF as the guest rebooted).
+        with self._timer_lock:
+            self._selector.close()
+            os.close(self._wake)
 
     def _serve(self) -> None:
         while not self._stop.is_set():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 import pytest
 
@@ -69,3 +71,30 @@ def test_a_failing_event_loop_thread_is_logged_and_the_vm_still_ends(
         vm.stop()
         assert vm.wait(10) == 0
     assert "event loop thread failed" in caplog.text and "open fds: " in caplog.text
+
+
+def test_stop_wakes_a_loop_that_is_awake_anyway_without_losing_its_fd(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """stop() sets the stop flag, then writes the wake-up fd. A loop thread that is awake
+    anyway (here: a timer every millisecond, as the coalesced-ring drain ticks) sees the flag
+    in between: it used to close the fd before that write, and stop() raised EBADF. The
+    window is widened here so that the thread surely runs in it."""
+    loop = EventLoop()
+
+    def tick() -> None:
+        loop.call_later(1_000_000, tick)
+
+    class SlowFlag(threading.Event):
+        def set(self) -> None:
+            super().set()
+            time.sleep(0.2)  # the loop thread runs now, and ends
+
+    loop._stop = SlowFlag()
+    loop.start()
+    loop.call_later(1_000_000, tick)
+    time.sleep(0.05)
+    with caplog.at_level(logging.ERROR, logger="ember.vmm"):
+        loop.stop()
+    loop._thread.join(5)
+    assert not loop._thread.is_alive()
+    assert "wake-up fd" not in caplog.text, caplog.text
