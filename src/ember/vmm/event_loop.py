@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from ember._sys.thread import name_this_thread
+
 log = logging.getLogger("ember.vmm")
 
 
@@ -73,6 +75,7 @@ class EventLoop:
             self._thread.join(2.0)
 
     def _run(self) -> None:
+        name_this_thread()
         try:
             self._serve()
         except Exception:  # the loop itself, not a device handler (those are caught)
@@ -83,7 +86,10 @@ class EventLoop:
         # fd before that write (it did, and stop() raised EBADF as the guest rebooted).
         with self._timer_lock:
             self._selector.close()
-            os.close(self._wake)
+            try:
+                os.close(self._wake)
+            except OSError:
+                pass  # already closed elsewhere: stop() has said so
 
     def _serve(self) -> None:
         while not self._stop.is_set():

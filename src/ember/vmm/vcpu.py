@@ -14,6 +14,7 @@ import struct
 import threading
 from collections.abc import Callable
 
+from ember._sys.thread import name_this_thread
 from ember.kvm._structs import KvmRunMmio
 from ember.kvm.exits import (
     KVM_EXIT_IO_OUT,
@@ -115,6 +116,7 @@ class Vcpu:
         return {exit_name(r): n for r, n in enumerate(self.exit_counts) if n}
 
     def _main(self) -> None:
+        name_this_thread()  # "fc_vcpu N", as Firecracker's vCPU threads are named
         try:
             code = self._loop()
         except Exception:
