@@ -22,14 +22,12 @@ HOST_READY = "exec -> control socket answers (this host)"
 # Rig sessions per part: each that completes a round earns another, up to the rounds
 # wanted plus SPARE_SESSIONS; SPARE_SESSIONS sessions in a row without a round end it.
 SPARE_SESSIONS = 2
-# The creation rate (guests at once) runs pinned to one L1 CPU where guests boot nested
-# (ember.rig.one_cpu_prefix); both VMMs are pinned alike.
 # A guest boots in under a minute even in the rig; one that hangs (it happens there now
 # and then) should cost little before its retry.
 QUICK_VM_TIMEOUT_S = 240
-# Guests booted at once for the creation rate. In the nested rig all of them share one
-# emulated L1 CPU (one_cpu_prefix): 4 two-vCPU guests at once left L1 silent for
-# minutes in every session tried, 2 at once run through.
+# Guests booted at once for the creation rate. Where guests boot nested, the creation part
+# runs pinned to one L1 CPU (ember.rig.one_cpu_prefix; both VMMs alike), and 4 two-vCPU
+# guests at once there left L1 silent for minutes in every session tried; 2 run through.
 PARALLEL_DIRECT = 4
 PARALLEL_NESTED = 2
 # bench.inner prints a heartbeat every 15 s: this long without a line means L1 froze.
@@ -75,7 +73,7 @@ def rig_session(args: argparse.Namespace, runs_each: int, first: int,
     """Run bench.inner through ember-rig; the last BENCH-JSON payload it printed."""
     argv = [str(RIG), "run", "--quiet", "--timeout", str(args.rig_timeout),
             "--silence-limit", str(SILENCE_LIMIT_S), "--",
-            *(one_cpu_prefix() if part == "creation" else []),
+            *(args.pin if part == "creation" else []),
             sys.executable, "-m", "bench.inner", "--runs", str(runs_each),
             "--first-round", str(first), "--parallel", str(args.parallel), "--part", part]
     if args.quick:
@@ -132,8 +130,9 @@ def _as_list(value: object) -> list[object]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     runs_each = args.runs or (1 if args.quick else 5)
+    args.pin = one_cpu_prefix()  # empty where guests boot on hardware KVM
     if args.parallel is None:
-        args.parallel = PARALLEL_NESTED if one_cpu_prefix() else PARALLEL_DIRECT
+        args.parallel = PARALLEL_NESTED if args.pin else PARALLEL_DIRECT
     if args.quick:
         args.parallel = min(args.parallel, PARALLEL_NESTED)
     if args.rig_timeout is None:
