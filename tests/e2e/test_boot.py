@@ -76,6 +76,7 @@ def test_stall_probe_reads_the_guest_kernel(boot_results: Results) -> None:
     """The stall diagnostics (guest_probe) read the right memory: in the running 1-vCPU
     guest of the sigterm scenario, the clock ticks and only CPU 0 is online."""
     probe = _scenario(boot_results, "sigterm")["probe"]
+    assert probe, "no probe: the sigterm scenario's guest never reached its shell prompt"
     assert isinstance(probe, dict) and "error" not in probe, probe
     before, after = probe["jiffies"]
     assert INITIAL_JIFFIES <= before < after, probe  # the periodic tick runs
